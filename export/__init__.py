@@ -1,0 +1,1 @@
+"""Export to edge runtimes (GGUF, ONNX) with parity checks."""

@@ -1,0 +1,1 @@
+"""Training: Indus-CoT trajectories, SFT and GRPO."""
