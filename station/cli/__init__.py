@@ -1,0 +1,1 @@
+"""The `indus` command line."""
