@@ -26,7 +26,7 @@ BLUEPRINTS: dict[str, Blueprint] = {
     "wood_grain": WOOD_GRAIN,
     "hole_plate": HOLE_PLATE,
     "pin_connector": PIN_CONNECTOR,
-    "screw": SCREW,
+    "lag_screw": SCREW,
 }
 
 CATEGORIES: dict[str, tuple[str, ...]] = {name: blueprint.defects for name, blueprint in BLUEPRINTS.items()}

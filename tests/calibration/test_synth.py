@@ -43,7 +43,7 @@ def test_categories_table() -> None:
         "wood_grain",
         "hole_plate",
         "pin_connector",
-        "screw",
+        "lag_screw",
     }
     for defects in CATEGORIES.values():
         assert 2 <= len(defects) <= 4
@@ -180,7 +180,7 @@ def test_hole_geometry() -> None:
 
 def test_screw_geometry() -> None:
     for seed in SEEDS:
-        part = generate_part("screw", None, 256, np.random.default_rng(seed))
+        part = generate_part("lag_screw", None, 256, np.random.default_rng(seed))
         (x1, y1), (x2, y2) = part.geometry["axis"]
         assert 0 < part.geometry["thread_pitch_px"] < 20
         assert all(0 <= v < 256 for v in (x1, y1, x2, y2))
@@ -190,7 +190,7 @@ def test_screw_geometry() -> None:
             assert abs(offset[0] * direction[1] - offset[1] * direction[0]) < 0.05, (
                 "thread span lies on the axis"
             )
-        broken = generate_part("screw", "missing_thread", 256, np.random.default_rng(seed)).geometry["change"]
+        broken = generate_part("lag_screw", "missing_thread", 256, np.random.default_rng(seed)).geometry["change"]
         assert broken["turns"] >= 3
 
 
@@ -199,9 +199,9 @@ def test_generate_part_rejects_bad_requests() -> None:
     with pytest.raises(ValueError, match="unknown category"):
         generate_part("teapot", None, 128, rng)
     with pytest.raises(ValueError, match="no defect"):
-        generate_part("screw", "missing_pin", 128, rng)
+        generate_part("lag_screw", "missing_pin", 128, rng)
     with pytest.raises(ValueError, match="at least 64"):
-        generate_part("screw", None, 32, rng)
+        generate_part("lag_screw", None, 32, rng)
 
 
 def test_cli_writes_and_summarises(tmp_path: Path) -> None:
@@ -217,12 +217,12 @@ def test_cli_writes_and_summarises(tmp_path: Path) -> None:
             "--size",
             "64",
             "--categories",
-            "screw,hole_plate",
+            "lag_screw,hole_plate",
         ],
     )
     assert result.exit_code == 0, result.output
     assert "train good" in result.output and "hole_plate" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hole_plate", "screw", META_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hole_plate", "lag_screw", META_FILE]
     assert len((tmp_path / META_FILE).read_text().splitlines()) == 8
 
 
@@ -231,7 +231,7 @@ def test_cli_writes_and_summarises(tmp_path: Path) -> None:
     [
         (["--n", "0"], "--n"),
         (["--n", "2", "--size", "32"], "--size"),
-        (["--n", "2", "--categories", "screw,teapot"], "unknown teapot"),
+        (["--n", "2", "--categories", "lag_screw,teapot"], "unknown teapot"),
         (["--n", "2", "--categories", ","], "at least one category"),
     ],
 )
