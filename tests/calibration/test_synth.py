@@ -190,7 +190,9 @@ def test_screw_geometry() -> None:
             assert abs(offset[0] * direction[1] - offset[1] * direction[0]) < 0.05, (
                 "thread span lies on the axis"
             )
-        broken = generate_part("lag_screw", "missing_thread", 256, np.random.default_rng(seed)).geometry["change"]
+        broken = generate_part("lag_screw", "missing_thread", 256, np.random.default_rng(seed)).geometry[
+            "change"
+        ]
         assert broken["turns"] >= 3
 
 
