@@ -100,6 +100,20 @@ class Agent:
             log.exception("part %s: internal error", part_id)
             return self._verdict(run, config, reason="internal_error", detail=f"{type(exc).__name__}: {exc}")
 
+    def fail_safe(
+        self,
+        reason: FailSafeReason,
+        detail: str,
+        *,
+        part_id: str | None = None,
+        product: str | None = None,
+        config: AgentConfig | None = None,
+    ) -> Verdict:
+        """A fail-safe verdict for a part that never reached the model (a frame that could not be decoded)."""
+        now = time.monotonic()
+        run = _Run(part_id=part_id, product=product, start=now, deadline=now)
+        return self._verdict(run, config or self.config, reason=reason, detail=detail)
+
     # -- the conversation --------------------------------------------------------------------------
 
     def _converse(self, run: _Run, image: object, config: AgentConfig) -> tuple[Answer, Generation]:

@@ -7,10 +7,12 @@ so the runtime never imports the packages built on top of it.
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import entry_points
 
 import click
 
+from station.cli.inspect_cmd import inspect
 from station.cli.tools_cmd import tools
 
 
@@ -39,8 +41,12 @@ class IndusGroup(click.Group):
 
 @click.group(cls=IndusGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="indus-station")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+def main(verbose: int) -> None:
     """indus-station: open-vocabulary industrial inspection with a tool-using vision-language model."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 main.add_command(tools)
+main.add_command(inspect)
