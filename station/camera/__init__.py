@@ -1,0 +1,1 @@
+"""Camera ingest: ZeroMQ sources (the station wire format and imagezmq senders)."""

@@ -1,0 +1,1 @@
+"""PLC output: the ASCII line protocol over serial and Modbus RTU."""
