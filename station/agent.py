@@ -178,6 +178,8 @@ class Agent:
         except FutureTimeout:
             raise _FailSafe("deadline", f"no result from the model within the deadline ({what})") from None
         except Exception as exc:
+            if run.remaining() <= 0:  # a backend that gives up at the deadline by raising
+                raise _FailSafe("deadline", f"{what}: {type(exc).__name__}: {exc}") from exc
             raise _FailSafe("backend_error", f"{what}: {type(exc).__name__}: {exc}") from exc
 
     def _generate(
