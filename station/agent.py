@@ -208,30 +208,34 @@ class Agent:
             )
         results = []
         start = time.perf_counter()
-        for call in turn.calls:
-            if run.remaining() <= 0:
-                raise _FailSafe("deadline", f"deadline passed before running {call.name}")
-            observation = self.registry.call(call.name, call.arguments, context)
-            run.tool_calls += 1
-            record.tool_calls.append(
-                ToolCallRecord(
-                    name=call.name,
-                    arguments=call.arguments,
-                    ok=observation.ok,
-                    error=observation.error,
-                    observation=observation.text,
-                    images=len(observation.images),
-                    seconds=observation.seconds,
+        try:
+            for call in turn.calls:
+                if run.remaining() <= 0:
+                    raise _FailSafe("deadline", f"deadline passed before running {call.name}")
+                observation = self.registry.call(call.name, call.arguments, context)
+                run.tool_calls += 1
+                record.tool_calls.append(
+                    ToolCallRecord(
+                        name=call.name,
+                        arguments=call.arguments,
+                        ok=observation.ok,
+                        error=observation.error,
+                        observation=observation.text,
+                        images=len(observation.images),
+                        seconds=observation.seconds,
+                    )
                 )
-            )
-            run.evidence.extend((call.name, img) for img in observation.images)
-            if not observation.ok:
-                run.tool_errors += 1
-                if run.tool_errors > config.max_tool_errors:
-                    error = observation.error or {}
-                    raise _FailSafe("tool_error", f"{call.name}: {error.get('code')}: {error.get('message')}")
-            results.append(tool_message(observation))
-        record.tools_s = time.perf_counter() - start
+                run.evidence.extend((call.name, img) for img in observation.images)
+                if not observation.ok:
+                    run.tool_errors += 1
+                    if run.tool_errors > config.max_tool_errors:
+                        error = observation.error or {}
+                        raise _FailSafe(
+                            "tool_error", f"{call.name}: {error.get('code')}: {error.get('message')}"
+                        )
+                results.append(tool_message(observation))
+        finally:  # counted even when a tool round ends in a fail-safe
+            record.tools_s = time.perf_counter() - start
         return results
 
     def _close_later(self, session: Session) -> None:
