@@ -1,0 +1,175 @@
+"""`indus validate`: re-validate the station offline on a benchmark, or compare two such runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from calibration.datasets import DatasetError
+from calibration.metrics.summary import HEADLINE, cell
+from calibration.validate.compare import CompareError, compare_runs, print_comparison
+from calibration.validate.results import RESULTS_FILE
+from calibration.validate.runner import OUTPUTS, RunMismatch, RunSpec, ValidationRun
+from station.agent_config import AgentConfig
+from station.backends import BACKENDS, BackendError, load_backend
+
+# The figures the terminal has room for; the report and metrics.json have them all.
+TERMINAL = (
+    "images",
+    "classification.balanced_accuracy",
+    "classification.recall",
+    "classification.false_reject_rate",
+    "ranking.auroc",
+    "localization.iou",
+    "fail_safes.count",
+    "latency.p50_s",
+)
+
+
+def _categories(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("give at least one category")
+    return names
+
+
+@click.command()
+@click.option("--dataset", help="KIND:PATH, e.g. mvtec:/data/mvtec_ad or synth:parts.")
+@click.option("--categories", callback=_categories, help="Comma-separated subset (default: all present).")
+@click.option("--model", help="Model directory (hf), server model name (openai) or script (scripted).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True)
+@click.option("--adapter", type=click.Path(file_okay=False), help="LoRA adapter directory (hf).")
+@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (hf).")
+@click.option(
+    "--priors", "prior_dirs", multiple=True, type=click.Path(), help="Extra prior files or folders."
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (created if missing)."
+)
+@click.option(
+    "--deadline", "deadline_s", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True
+)
+@click.option("--max-tool-calls", type=click.IntRange(0, 64), default=6, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(1, 32768), default=512, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images, in dataset order.")
+@click.option("--restart", is_flag=True, help="Discard the results already in --out and start over.")
+@click.option(
+    "--compare",
+    nargs=2,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    metavar="RUN_A RUN_B",
+    help="Compare two finished runs instead of running; with --out, also write compare.json there.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --compare: print the comparison as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
+def validate(
+    dataset: str | None,
+    categories: list[str] | None,
+    model: str | None,
+    backend: str,
+    adapter: str | None,
+    base_url: str | None,
+    device: str,
+    prior_dirs: tuple[str, ...],
+    out: Path | None,
+    deadline_s: float,
+    max_tool_calls: int,
+    max_new_tokens: int,
+    threshold: float,
+    limit: int | None,
+    restart: bool,
+    compare: tuple[Path, Path] | None,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """Run the station's agent over a benchmark and report how it does, resumably.
+
+    Results are cached per image in OUT/results.jsonl: run the same command again after an interruption
+    and it continues where it stopped. Writes metrics.json, metrics.csv and report.html to OUT.
+    """
+    if compare:
+        _compare(*compare, out=out, as_json=as_json)
+        return
+    if as_json:
+        raise click.UsageError("--json goes with --compare; a run writes its figures to OUT/metrics.json")
+    missing = [
+        name for name, value in (("--dataset", dataset), ("--model", model), ("--out", out)) if not value
+    ]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or give --compare RUN_A RUN_B)")
+    assert dataset and model and out  # for the type checker: checked just above
+    try:
+        spec = RunSpec.create(
+            dataset,
+            backend=backend,
+            model=model,
+            categories=categories,
+            adapter=adapter,
+            priors=prior_dirs,
+            agent=AgentConfig(
+                deadline_s=deadline_s,
+                max_tool_calls=max_tool_calls,
+                max_new_tokens=max_new_tokens,
+                threshold=threshold,
+            ),
+        )
+        run = ValidationRun(out, spec, restart=restart)
+    except (ValueError, RunMismatch) as error:
+        raise click.ClickException(str(error)) from error
+    try:
+        model_backend = load_backend(backend, model, adapter=adapter, device=device, base_url=base_url)
+    except BackendError as error:
+        raise click.ClickException(str(error)) from error
+    console = Console()
+    try:
+        inspection = run.inspect(model_backend, limit=limit, progress=not no_progress)
+    except DatasetError as error:
+        raise click.ClickException(str(error)) from error
+    except KeyboardInterrupt:
+        console.print(
+            f"interrupted; finished images are in {out / RESULTS_FILE}: run the same command to continue"
+        )
+        raise SystemExit(130) from None
+    finally:
+        model_backend.close()
+    console.print(_summary_table(run.report(inspection.results)))
+    earlier = len(inspection.results) - inspection.inspected
+    written = ", ".join(str(out / name) for name in OUTPUTS)
+    console.print(f"{inspection.inspected} image(s) inspected, {earlier} from earlier runs; wrote {written}")
+
+
+def _summary_table(metrics: dict) -> Table:
+    labels = dict(HEADLINE)
+    table = Table(title=f"{metrics['run']['spec']['model']} on {metrics['run']['spec']['dataset']}")
+    table.add_column("scope", overflow="fold")
+    for key in TERMINAL:
+        table.add_column(labels[key], justify="right")
+    scopes = [("overall", metrics["overall"]), ("category mean", metrics["category_mean"])]
+    for name, scope in [*scopes, *metrics["categories"].items()]:
+        cells = [cell(scope, key) for key in TERMINAL]
+        table.add_row(
+            name, *(f"{value}\n[dim]{interval}[/]" if interval else value for value, interval in cells)
+        )
+    return table
+
+
+def _compare(a: Path, b: Path, *, out: Path | None, as_json: bool) -> None:
+    try:
+        comparison = compare_runs(a, b)
+    except CompareError as error:
+        raise click.ClickException(str(error)) from error
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.json").write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(comparison, indent=2))
+    else:
+        print_comparison(comparison, Console())
