@@ -65,13 +65,11 @@ class Agent:
         *,
         registry: ToolRegistry | None = None,
         priors: object = None,
-        mm_per_px: float | None = None,
     ):
         self.backend = backend
         self.config = config or AgentConfig()
         self.registry = registry or default_registry()
         self.priors = priors
-        self.mm_per_px = mm_per_px
         self._tools = self.registry.schemas()
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{backend.name}")
 
@@ -126,7 +124,7 @@ class Agent:
             frame=run.frame,
             product=run.product,
             priors=self.priors,
-            mm_per_px=self.mm_per_px,
+            mm_per_px=config.mm_per_px,
             max_observation_pixels=config.max_observation_pixels,
         )
         messages = opening_messages(run.frame, run.product, config.instruction)

@@ -25,3 +25,6 @@ class AgentConfig(BaseModel):
         512 * 512, ge=28 * 28, description="Largest image a tool returns, in pixels (bounds image tokens)."
     )
     instruction: str | None = Field(None, description="Replaces the default inspection request.")
+    mm_per_px: float | None = Field(
+        None, gt=0, description="Pixel scale for measure; pixels only when unset."
+    )

@@ -89,12 +89,13 @@ def inspect(
         max_tool_calls=max_tool_calls,
         max_new_tokens=max_new_tokens,
         threshold=threshold,
+        mm_per_px=mm_per_px,
     )
     try:
         model_backend = load_backend(backend, model, adapter=adapter, device=device, base_url=base_url)
     except BackendError as exc:
         raise click.ClickException(str(exc)) from exc
-    agent = Agent(model_backend, config, priors=PriorStore.default(prior_dirs), mm_per_px=mm_per_px)
+    agent = Agent(model_backend, config, priors=PriorStore.default(prior_dirs))
     rows = []
     try:
         for path in images:
