@@ -92,7 +92,7 @@ class Agent:
             answer, generation = self._converse(run, image, config)
             return self._verdict(run, config, answer=answer, generation=generation)
         except _FailSafe as fail:
-            log.warning("part %s: fail-safe reject (%s): %s", part_id, fail.reason, fail.detail)
+            log.info("part %s: fail-safe reject (%s): %s", part_id, fail.reason, fail.detail)
             return self._verdict(run, config, reason=fail.reason, detail=fail.detail)
         except Exception as exc:  # a bug here must still reject the part, not lose it
             log.exception("part %s: internal error", part_id)

@@ -40,3 +40,9 @@ class FrameSource(ABC):
 
     def close(self) -> None:  # noqa: B027 - sources without resources need nothing
         """Stop receiving and release the socket."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -12,7 +12,12 @@ from importlib.metadata import entry_points
 
 import click
 
+from station.cli.audit_cmd import audit
+from station.cli.demo_cmd import demo
 from station.cli.inspect_cmd import inspect
+from station.cli.model_cmd import model
+from station.cli.run_cmd import run
+from station.cli.sim_cmd import sim
 from station.cli.tools_cmd import tools
 
 
@@ -49,4 +54,13 @@ def main(verbose: int) -> None:
 
 
 main.add_command(tools)
+main.add_command(model)
 main.add_command(inspect)
+main.add_command(sim)
+main.add_command(audit)
+main.add_command(run)
+main.add_command(demo)
+
+
+if __name__ == "__main__":
+    main()
