@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -78,16 +79,106 @@ def scripted_section(parts: int, size: int) -> Table:
     return table
 
 
+class ForcedTurns:
+    """Teacher-forces a scripted trajectory on a random model, so the tiny model runs real tool rounds.
+
+    A logits processor: each new `generate` call (the prompt grew by more than one token) plays the next
+    turn's tokens. The model still prefills and decodes every token; only the choice of token is fixed.
+    """
+
+    def __init__(self, turns: list[list[int]]):
+        self.turns, self.turn, self.start, self.last_len = turns, -1, 0, -1
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        length = input_ids.shape[1]
+        if length != self.last_len + 1:
+            self.turn, self.start = (self.turn + 1) % len(self.turns), length
+        self.last_len = length
+        tokens = self.turns[self.turn]
+        forced = torch.full_like(scores, -torch.inf)
+        forced[:, tokens[min(length - self.start, len(tokens) - 1)]] = 0.0
+        return forced
+
+
+def hf_section(parts: int) -> Table:
+    """The tiny random Qwen3-VL, forced through crop -> enhance -> answer on a 2048x2048 frame."""
+    import tempfile
+
+    import torch
+
+    from station.backends.hf import HFBackend
+    from station.backends.hf.tiny import build_tiny_model
+
+    torch.set_num_threads(1)
+    model_dir = build_tiny_model(Path(tempfile.mkdtemp()) / "tiny")
+    script = SCRIPTS["crop+enhance+prior+measure (regions)"][:2] + SCRIPTS["answer only"]
+    forced = ForcedTurns([])
+    backend = HFBackend(model_dir, generate_kwargs={"logits_processor": [forced]})
+    forced.turns = [
+        [*backend.tokenizer.encode(t, add_special_tokens=False), backend.stop_ids[0]] for t in script
+    ]
+    frame = np.random.default_rng(0).integers(0, 255, (2048, 2048, 3), dtype=np.uint8)
+    agent = Agent(backend, AgentConfig(deadline_s=120), priors=PriorStore.default(embedder="lexical"))
+    agent.inspect(frame, "bottle")  # warm-up
+    verdicts = [agent.inspect(frame, "bottle") for _ in range(parts)]
+    agent.close()
+    assert all(not v.fail_safe for v in verdicts), verdicts[0].detail
+
+    def med(values) -> str:
+        return f"{statistics.median(values) * 1000:.1f}"
+
+    table = Table(title=f"Tiny hf model, time to verdict on a 2048x2048 frame, {parts} parts, 1 torch thread")
+    for column in (
+        "round",
+        "prefill tokens",
+        "generated",
+        "prefill ms",
+        "decode ms",
+        "tools ms",
+        "model call ms",
+    ):
+        table.add_column(column, justify="right")
+    for i in range(len(verdicts[0].trace)):
+        rounds = [v.trace[i] for v in verdicts]
+        table.add_row(
+            str(i + 1),
+            str(rounds[0].prefill_tokens),
+            str(rounds[0].generated_tokens),
+            med(r.prefill_s for r in rounds),
+            med(r.decode_s for r in rounds),
+            med(r.tools_s for r in rounds),
+            med(r.model_s for r in rounds),
+        )
+    t = [v.timings for v in verdicts]
+    table.add_row(
+        "total",
+        str(verdicts[0].prefill_tokens),
+        str(verdicts[0].generated_tokens),
+        med(x.prefill_s for x in t),
+        med(x.decode_s for x in t),
+        med(x.tools_s for x in t),
+        f"verdict {med(x.total_s for x in t)}",
+    )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--parts", type=int, default=50)
     parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--hf", action="store_true", help="Also time the tiny hf model (needs the hf extra).")
+    parser.add_argument("--hf-parts", type=int, default=5)
     args = parser.parse_args()
     console = Console(width=150)
     console.print(scripted_section(args.parts, args.size))
     console.print("ms/part: median time to verdict; loop = everything but the model and the tools.")
+    if args.hf:
+        console.print(hf_section(args.hf_parts))
+        console.print("model call = prefill + decode + the hand-off to the model thread; times are medians.")
 
 
 if __name__ == "__main__":

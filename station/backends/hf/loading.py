@@ -79,6 +79,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 
 def load_model(model_dir: Path, model_type: str, device: torch.device, dtype: torch.dtype):
     model_class = getattr(transformers, MODEL_CLASSES[model_type])
+    transformers.utils.logging.disable_progress_bar()  # a station's log is no place for loading bars
     try:
         model = model_class.from_pretrained(
             model_dir, dtype=dtype, device_map=str(device), use_safetensors=True, local_files_only=True
