@@ -15,7 +15,7 @@ from calibration.validate.compare import CompareError, compare_runs, print_compa
 from calibration.validate.results import RESULTS_FILE
 from calibration.validate.runner import OUTPUTS, RunMismatch, RunSpec, ValidationRun
 from station.agent_config import AgentConfig
-from station.backends import BACKENDS, BackendError, load_backend
+from station.cli.options import ModelChoice, agent_options, model_options
 
 # The figures the terminal has room for; the report and metrics.json have them all.
 TERMINAL = (
@@ -42,23 +42,11 @@ def _categories(_ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.command()
 @click.option("--dataset", help="KIND:PATH, e.g. mvtec:/data/mvtec_ad or synth:parts.")
 @click.option("--categories", callback=_categories, help="Comma-separated subset (default: all present).")
-@click.option("--model", help="Model directory (hf), server model name (openai) or script (scripted).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True)
-@click.option("--adapter", type=click.Path(file_okay=False), help="LoRA adapter directory (hf).")
-@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (hf).")
-@click.option(
-    "--priors", "prior_dirs", multiple=True, type=click.Path(), help="Extra prior files or folders."
-)
+@model_options(required=False)
+@agent_options
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (created if missing)."
 )
-@click.option(
-    "--deadline", "deadline_s", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True
-)
-@click.option("--max-tool-calls", type=click.IntRange(0, 64), default=6, show_default=True)
-@click.option("--max-new-tokens", type=click.IntRange(1, 32768), default=512, show_default=True)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images, in dataset order.")
 @click.option("--restart", is_flag=True, help="Discard the results already in --out and start over.")
 @click.option(
@@ -73,17 +61,10 @@ def _categories(_ctx: click.Context, _param: click.Parameter, value: str | None)
 def validate(
     dataset: str | None,
     categories: list[str] | None,
-    model: str | None,
-    backend: str,
-    adapter: str | None,
-    base_url: str | None,
-    device: str,
+    model_choice: ModelChoice,
+    agent_config: AgentConfig,
     prior_dirs: tuple[str, ...],
     out: Path | None,
-    deadline_s: float,
-    max_tool_calls: int,
-    max_new_tokens: int,
-    threshold: float,
     limit: int | None,
     restart: bool,
     compare: tuple[Path, Path] | None,
@@ -101,33 +82,27 @@ def validate(
     if as_json:
         raise click.UsageError("--json goes with --compare; a run writes its figures to OUT/metrics.json")
     missing = [
-        name for name, value in (("--dataset", dataset), ("--model", model), ("--out", out)) if not value
+        name
+        for name, value in (("--dataset", dataset), ("--model", model_choice.model), ("--out", out))
+        if not value
     ]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or give --compare RUN_A RUN_B)")
-    assert dataset and model and out  # for the type checker: checked just above
+    assert dataset and model_choice.model and out  # for the type checker: checked just above
     try:
         spec = RunSpec.create(
             dataset,
-            backend=backend,
-            model=model,
+            backend=model_choice.backend,
+            model=model_choice.model,
             categories=categories,
-            adapter=adapter,
+            adapter=model_choice.adapter,
             priors=prior_dirs,
-            agent=AgentConfig(
-                deadline_s=deadline_s,
-                max_tool_calls=max_tool_calls,
-                max_new_tokens=max_new_tokens,
-                threshold=threshold,
-            ),
+            agent=agent_config,
         )
         run = ValidationRun(out, spec, restart=restart)
     except (ValueError, RunMismatch) as error:
         raise click.ClickException(str(error)) from error
-    try:
-        model_backend = load_backend(backend, model, adapter=adapter, device=device, base_url=base_url)
-    except BackendError as error:
-        raise click.ClickException(str(error)) from error
+    model_backend = model_choice.load()
     console = Console()
     try:
         inspection = run.inspect(model_backend, limit=limit, progress=not no_progress)

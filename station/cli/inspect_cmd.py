@@ -10,7 +10,7 @@ from rich.table import Table
 
 from station.agent import Agent
 from station.agent_config import AgentConfig
-from station.backends import BACKENDS, BackendError, load_backend
+from station.cli.options import ModelChoice, agent_options, model_options
 from station.verdict import Verdict
 from tools.image import ImageError, load_image
 from tools.prior import PriorStore
@@ -46,56 +46,21 @@ def _table(rows: list[tuple[str, Verdict]]) -> Table:
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option(
-    "--model", required=True, help="Model directory (hf), server model name (openai) or script (scripted)."
-)
-@click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True)
+@model_options()
 @click.option("--product", help="Product or category under inspection (selects the normalcy prior).")
-@click.option(
-    "--adapter", type=click.Path(file_okay=False), help="LoRA adapter directory on top of --model (hf)."
-)
-@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (hf).")
-@click.option(
-    "--deadline", "deadline_s", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True
-)
-@click.option("--max-tool-calls", type=click.IntRange(0, 64), default=6, show_default=True)
-@click.option("--max-new-tokens", type=click.IntRange(1, 32768), default=512, show_default=True)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@click.option(
-    "--priors", "prior_dirs", multiple=True, type=click.Path(), help="Extra prior files or folders."
-)
-@click.option("--mm-per-px", type=click.FloatRange(min=0, min_open=True), help="Pixel scale for measure.")
+@agent_options
 @click.option("--json", "as_json", is_flag=True, help="One verdict per line as JSON, with the full trace.")
 def inspect(
     images: tuple[str, ...],
-    model: str,
-    backend: str,
+    model_choice: ModelChoice,
     product: str | None,
-    adapter: str | None,
-    base_url: str | None,
-    device: str,
-    deadline_s: float,
-    max_tool_calls: int,
-    max_new_tokens: int,
-    threshold: float,
+    agent_config: AgentConfig,
     prior_dirs: tuple[str, ...],
-    mm_per_px: float | None,
     as_json: bool,
 ) -> None:
     """Inspect IMAGES with the agent and print a verdict for each (a fail-safe reject when anything fails)."""
-    config = AgentConfig(
-        deadline_s=deadline_s,
-        max_tool_calls=max_tool_calls,
-        max_new_tokens=max_new_tokens,
-        threshold=threshold,
-        mm_per_px=mm_per_px,
-    )
-    try:
-        model_backend = load_backend(backend, model, adapter=adapter, device=device, base_url=base_url)
-    except BackendError as exc:
-        raise click.ClickException(str(exc)) from exc
-    agent = Agent(model_backend, config, priors=PriorStore.default(prior_dirs))
+    model_backend = model_choice.load()
+    agent = Agent(model_backend, agent_config, priors=PriorStore.default(prior_dirs))
     rows = []
     try:
         for path in images:

@@ -65,7 +65,7 @@ def test_known_verdicts_give_known_figures(planned_run, samples):
 
 def test_cli_runs_the_same_loop_and_writes_all_outputs(parts, planned_backend, tmp_path, monkeypatch):
     backend = planned_backend()
-    monkeypatch.setattr("calibration.validate.cli.load_backend", lambda *args, **kwargs: backend)
+    monkeypatch.setattr("station.cli.options.load_backend", lambda *args, **kwargs: backend)
     out = tmp_path / "run"
     args = ["validate", "--dataset", f"synth:{parts}", "--backend", "scripted", "--model", "plan"]
     args += ["--out", str(out), "--categories", "pin_connector", "--no-progress"]
