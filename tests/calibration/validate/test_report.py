@@ -1,9 +1,6 @@
 """report.html: self-contained, escaped, and its plots really render in a browser."""
 
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,8 +8,7 @@ import pytest
 
 from calibration.metrics import summarize
 from calibration.validate.report import OVERALL_COLOUR, render_report
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from tests.helpers.browser import CHROMIUM, run_chromium
 
 
 def test_report_is_self_contained_and_escapes_model_text(planned_run):
@@ -50,25 +46,11 @@ def test_edge_cases_render(planned_run):
     assert "0 escape(s)" in empty and empty.rstrip().endswith("</html>")
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_headless_chromium_shows_the_plots(planned_run, tmp_path):
     shot = tmp_path / "report.png"
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1280,3000",
-        f"--screenshot={shot}",
-        (planned_run[0] / "report.html").as_uri(),
-    ]
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    url = (planned_run[0] / "report.html").as_uri()
+    run_chromium(url, tmp_path / "profile", "--window-size=1280,3000", f"--screenshot={shot}")
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (3000, 1280)
     assert image.std() > 20  # not a blank page

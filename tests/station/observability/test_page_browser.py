@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
 
 from station.observability.live import LiveState
 from station.observability.metrics import StationMetrics
 from station.observability.server import ObservabilityServer
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.helpers.browser import CHROMIUM, run_chromium
 
 
 def chromium(url: str, profile: str, *extra: str) -> str:
-    """Load ``url`` headless, let 3 s of page time pass (virtual time waits for pending fetches), and return
-    what the browser printed (``--dump-dom``: the DOM as the page's script left it)."""
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=3000",
-    ]
-    result = subprocess.run([CHROMIUM, *flags, *extra, url], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    """Load ``url``, let 3 s of page time pass (virtual time waits for pending fetches), and return what the
+    browser printed (``--dump-dom``: the DOM as the page's script left it)."""
+    return run_chromium(url, profile, "--virtual-time-budget=3000", *extra).stdout
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
