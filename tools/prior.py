@@ -244,7 +244,7 @@ class PriorStore:
             merged = {p.key: p for p in (read_prior_file(target) if target.exists() else [])}
             merged.update(own)
             entries = [_to_plain(p, target.parent) for p in merged.values()]
-            _write_atomic(target, _dump(entries, as_json=target.suffix.lower() == ".json"))
+            write_atomic(target, _dump(entries, as_json=target.suffix.lower() == ".json"))
             for key in own:
                 self._sources[key] = target
         return target
@@ -452,8 +452,8 @@ def _dump(entries: list[dict[str, Any]], *, as_json: bool) -> str:
     return yaml.dump({"priors": entries}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace the file in one step, so a crash mid-write never leaves a hand-edited store truncated."""
+def write_atomic(path: Path, text: str) -> None:
+    """Replace the file in one step, so a crash mid-write never leaves a hand-edited file truncated."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644  # mkstemp would leave 0600
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from calibration.datasets.audit import AuditLoader
 from calibration.datasets.base import GOOD, DatasetError, DatasetLoader, Sample
 from calibration.datasets.dtd import DTDLoader
 from calibration.datasets.folder import FolderLoader
@@ -32,6 +33,7 @@ LOADERS: dict[str, type[DatasetLoader]] = {
     "realiad": RealIADLoader,
     "mvtec2": MVTec2Loader,
     "folder": FolderLoader,
+    "audit": AuditLoader,
 }
 
 

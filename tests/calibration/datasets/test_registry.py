@@ -20,6 +20,7 @@ def test_every_kind_is_registered_under_its_own_name() -> None:
         "realiad",
         "mvtec2",
         "folder",
+        "audit",
     ]
     assert all(loader.kind == kind for kind, loader in LOADERS.items())
 
