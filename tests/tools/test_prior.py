@@ -261,7 +261,7 @@ def test_auto_embedder_falls_back_to_ngrams_without_the_model(monkeypatch: pytes
     def unavailable() -> None:
         raise ImportError("no sentence_transformers")
 
-    monkeypatch.setattr(prior_module, "_minilm", unavailable)
+    monkeypatch.setattr(prior_module, "minilm_encoder", unavailable)
     store = PriorStore.default(embedder="auto")
     assert store.warm_up() == "lexical"
     match = store.lookup("printed circuit board")
@@ -272,7 +272,7 @@ def test_forced_minilm_without_the_model_raises(monkeypatch: pytest.MonkeyPatch)
     def unavailable() -> None:
         raise ImportError("no sentence_transformers")
 
-    monkeypatch.setattr(prior_module, "_minilm", unavailable)
+    monkeypatch.setattr(prior_module, "minilm_encoder", unavailable)
     with pytest.raises(ImportError):
         PriorStore.default(embedder="minilm").lookup("printed circuit board")
 

@@ -109,7 +109,7 @@ def test_auto_falls_back_to_lexical_without_the_model(monkeypatch: pytest.Monkey
     def unavailable() -> None:
         raise ImportError("no sentence-transformers")
 
-    monkeypatch.setattr(rewards, "_minilm", unavailable)
+    monkeypatch.setattr(rewards, "minilm_encoder", unavailable)
     rewards._sentence_vector.cache_clear()
     assert type_similarity("dents", "dent", "auto") == type_similarity("dents", "dent", "lexical")
     with pytest.raises(ImportError):
