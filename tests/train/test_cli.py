@@ -1,0 +1,27 @@
+import json
+
+from click.testing import CliRunner
+
+from calibration.synth import write_dataset
+from train.cli import train
+
+
+def test_cot_builds_a_balanced_set_and_reports_it(tmp_path):
+    write_dataset(tmp_path / "parts", n=4, seed=0, size=96, categories=["pin_connector", "brushed_metal"])
+    out = tmp_path / "cot"
+    args = ["cot", "--dataset", f"synth:{tmp_path / 'parts'}", "--out", str(out), "--json"]
+    result = CliRunner().invoke(train, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["written"] == report["good"] + report["defective"] and report["good"] == report["defective"]
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    assert len(lines) == report["written"]
+    again = CliRunner().invoke(train, args)
+    assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_cot_explains_a_bad_dataset(tmp_path):
+    result = CliRunner().invoke(
+        train, ["cot", "--dataset", f"mvtec:{tmp_path}", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1 and "mvtec" in result.output
