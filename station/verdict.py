@@ -24,6 +24,19 @@ FailSafeReason = Literal[
     "internal_error",  # a bug in the station; the part is still rejected and counted
 ]
 Decision = Literal["accept", "reject"]
+HEADLINE_FIELDS = (
+    "decision",
+    "anomaly",
+    "type",
+    "bbox",
+    "confidence",
+    "confidence_source",
+    "threshold",
+    "fail_safe",
+    "reason",
+    "detail",
+    "tool_calls",
+)
 
 
 class ToolCallRecord(BaseModel):
@@ -95,3 +108,8 @@ class Verdict(BaseModel):
     @property
     def rejected(self) -> bool:
         return self.decision == "reject"
+
+    def headline(self) -> dict[str, Any]:
+        """The decision and the answer behind it, without the trace: what the audit row and the operator page
+        show of every part."""
+        return self.model_dump(include=set(HEADLINE_FIELDS))

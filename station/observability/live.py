@@ -59,17 +59,7 @@ def _summary(part_id: str, verdict: Verdict, ts: float) -> dict:
         "part_id": part_id,
         "product": verdict.product,
         "ts": ts,
-        "decision": verdict.decision,
-        "anomaly": verdict.anomaly,
-        "type": verdict.type,
-        "bbox": verdict.bbox,
-        "confidence": verdict.confidence,
-        "confidence_source": verdict.confidence_source,
-        "threshold": verdict.threshold,
-        "fail_safe": verdict.fail_safe,
-        "reason": verdict.reason,
-        "detail": verdict.detail,
-        "tool_calls": verdict.tool_calls,
+        **verdict.headline(),
         "latency_s": verdict.timings.total_s,
     }
 
