@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    backend: Literal["hf", "scripted", "openai"] = "hf"
+    backend: Literal["hf", "onnx", "scripted", "openai"] = "hf"
     model: str = Field(description="Model directory (hf), server model name (openai), or script (scripted).")
     adapter: str | None = Field(None, description="LoRA adapter directory on top of the model (hf).")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (hf).")

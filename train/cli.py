@@ -16,7 +16,43 @@ from train.cot import build_trajectories
 
 @click.group()
 def train() -> None:
-    """Training: Indus-CoT trajectories (more stages follow as they are built)."""
+    """Training: Indus-CoT trajectories, SFT, GRPO."""
+
+
+def _run_stage(stage: str, config_path: Path) -> None:
+    """Load a stage's YAML config and run it; heavy imports only here, so `indus --help` stays fast."""
+    from train.config_io import ConfigError
+
+    try:
+        if stage == "sft":
+            from train.sft_config import SFTRunConfig
+            from train.sft_trainer import run_sft
+
+            out = run_sft(SFTRunConfig.from_yaml(config_path))
+        else:
+            from train.grpo_config import GRPORunConfig
+            from train.grpo_trainer import run_grpo
+
+            out = run_grpo(GRPORunConfig.from_yaml(config_path))
+    except (ConfigError, DatasetError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{stage}: wrote {out}")
+
+
+@train.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def sft(config_path: Path) -> None:
+    """Supervised fine-tuning on an Indus-CoT folder with TRL's SFTTrainer (LoRA or full), loss only on the
+    assistant's reasoning, tool calls and answers; fields in train/sft_config.py."""
+    _run_stage("sft", config_path)
+
+
+@train.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def grpo(config_path: Path) -> None:
+    """GRPO with TRL's GRPOTrainer: rollouts run the real tools on each sample's image, rewarded by the
+    accuracy-gated reward (train/rewards.py); fields in train/grpo_config.py."""
+    _run_stage("grpo", config_path)
 
 
 @train.command()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from station.backends.base import Backend, BackendError, Generation, Session
 
-BACKENDS = ("hf", "scripted", "openai")
+BACKENDS = ("hf", "onnx", "scripted", "openai")
 
 
 def load_backend(
@@ -19,8 +19,8 @@ def load_backend(
     device: str = "auto",
     base_url: str | None = None,
 ) -> Backend:
-    """Open a backend by name. ``model`` is a directory (hf), a script spec (scripted) or a server-side model
-    name (openai)."""
+    """Open a backend by name. ``model`` is a directory (hf), an export directory (onnx), a script spec
+    (scripted) or a server-side model name (openai)."""
     if kind == "scripted":
         from station.backends.scripted import ScriptedBackend
 
@@ -36,6 +36,16 @@ def load_backend(
                 f"the hf backend needs the 'hf' extra (pip install 'indus-station[hf]'): {exc}"
             ) from exc
         return HFBackend(model, adapter_dir=adapter, device=device)
+    if kind == "onnx":
+        try:
+            import onnxruntime
+
+            from station.backends.onnx import OnnxBackend
+            from station.backends.onnx.backend import GPU_PROVIDERS
+        except ImportError as exc:
+            raise BackendError(f"the onnx backend needs the 'onnx' (CPU) or 'gpu' extra: {exc}") from exc
+        gpu = device != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        return OnnxBackend(model, providers=GPU_PROVIDERS if gpu else ("CPUExecutionProvider",))
     if kind == "openai":
         if not base_url:
             raise BackendError("the openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1")

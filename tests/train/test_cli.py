@@ -25,3 +25,14 @@ def test_cot_explains_a_bad_dataset(tmp_path):
         train, ["cot", "--dataset", f"mvtec:{tmp_path}", "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 1 and "mvtec" in result.output
+
+
+def test_sft_and_grpo_report_bad_configs_by_file_and_key(tmp_path):
+    config = tmp_path / "sft.yaml"
+    config.write_text("model_dir: m\ndataset_dir: d\noutput_dir: o\nlearning_rate: fast\n")
+    result = CliRunner().invoke(train, ["sft", "--config", str(config)])
+    assert result.exit_code == 1 and "sft.yaml" in result.output and "learning_rate" in result.output
+    config = tmp_path / "grpo.yaml"
+    config.write_text("model_dir: m\noutput_dir: o\n")
+    result = CliRunner().invoke(train, ["grpo", "--config", str(config)])
+    assert result.exit_code == 1 and "dataset" in result.output

@@ -281,13 +281,13 @@ def load_trajectories(folder: Path) -> Iterator[Trajectory]:
                 category=record["category"],
                 label=record["label"],
                 defect=record["defect"],
-                messages=[_protocol_message(m, folder) for m in record["messages"]],
+                messages=[protocol_message(m, folder) for m in record["messages"]],
                 tools=record["tools"],
                 text=record["text"],
             )
 
 
-def _protocol_message(message: dict, folder: Path) -> dict:
+def protocol_message(message: dict, folder: Path) -> dict:
     """Back to the shape `station.protocol.messages` builds: text-only system and assistant content is a
     string, images are arrays. Keys Arrow filled with nulls are dropped, since the template tests keys."""
     message = {k: v for k, v in message.items() if v is not None}
