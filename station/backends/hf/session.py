@@ -143,19 +143,22 @@ class HFSession(Session):
             self._reset()  # the cache may hold a half-written step
             raise BackendError(f"hf generation failed: {type(exc).__name__}: {exc}") from exc
 
-    def _generate(
-        self, messages: list[dict], max_new_tokens: int, deadline: float | None, start: float
-    ) -> Generation:
-        backend = self._backend
+    def _prepare(self, messages: list[dict]) -> tuple[str, list[Any], list[int], torch.Tensor, Any]:
+        """Render the conversation, cut the cache back to what still matches it, and encode only the new
+        segment: (prompt, images, all token ids, their M-RoPE positions, the new images' features)."""
         prompt = render_chat(messages, self._tools, add_generation_prompt=True)
         images = message_images(messages)
         self._rewind(prompt, images)
         segment, new_images = prompt[len(self._text) :], images[len(self._images) :]
         seg_ids, features, grid = self._encode(segment, new_images)
-        seg_positions = self._segment_positions(seg_ids, grid)
+        positions = torch.cat([self._positions, self._segment_positions(seg_ids, grid)], dim=1)
+        return prompt, images, self._ids + seg_ids, positions, features
 
-        full_ids = self._ids + seg_ids
-        positions = torch.cat([self._positions, seg_positions], dim=1)
+    def _generate(
+        self, messages: list[dict], max_new_tokens: int, deadline: float | None, start: float
+    ) -> Generation:
+        backend = self._backend
+        prompt, images, full_ids, positions, features = self._prepare(messages)
         prefill_tokens = len(full_ids) - self._cache.get_seq_length()
 
         recorder = VerdictRecorder(backend.tokenizer, backend.branches)

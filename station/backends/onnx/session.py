@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from station.backends.base import BackendError, FinishReason, Generation
-from station.backends.hf.session import HFSession, message_images
+from station.backends.hf.session import HFSession
 from station.backends.hf.verdict import VerdictRecorder
-from station.protocol import render_chat
 
 if TYPE_CHECKING:
     from station.backends.onnx.backend import OnnxBackend
@@ -65,13 +64,7 @@ class OnnxSession(HFSession):
         self, messages: list[dict], max_new_tokens: int, deadline: float | None, start: float
     ) -> Generation:
         backend = self._backend
-        prompt = render_chat(messages, self._tools, add_generation_prompt=True)
-        images = message_images(messages)
-        self._rewind(prompt, images)
-        segment, new_images = prompt[len(self._text) :], images[len(self._images) :]
-        seg_ids, features, grid = self._encode(segment, new_images)
-        full_ids = self._ids + seg_ids
-        positions = torch.cat([self._positions, self._segment_positions(seg_ids, grid)], dim=1)
+        prompt, images, full_ids, positions, features = self._prepare(messages)
         cached = self._cache.get_seq_length()
         fed = np.array([full_ids[cached:]], dtype=np.int64)
 
