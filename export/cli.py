@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -34,3 +35,63 @@ def onnx(model_dir: Path, quant: str, out: Path, image_size: int | None) -> None
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {out} ({quant}); manifest: {out / 'manifest.json'}")
     click.echo(f"files: {', '.join(sorted(manifest.files))}")
+
+
+@export.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--export", "export_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--images", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--synthetic", type=click.IntRange(min=1), help="Generated parts to check (without --images).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic parts.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--min-token-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True)
+@click.option("--min-verdict-agreement", type=click.FloatRange(0, 1), default=0.95, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def check(
+    model_dir: Path,
+    export_dir: Path,
+    images: tuple[Path, ...],
+    synthetic: int | None,
+    seed: int,
+    max_new_tokens: int,
+    min_token_agreement: float,
+    min_verdict_agreement: float,
+    as_json: bool,
+) -> None:
+    """Run MODEL (torch, CPU fp32) and the export in EXPORT through the same greedy agent loop and fail when
+    their turns or verdicts agree less than the bars; the result goes into the export's manifest."""
+    if bool(images) == bool(synthetic):
+        raise click.UsageError("give either --images or --synthetic N")
+    from export.parity import check_export, synthetic_parts
+    from tools.image import load_image
+
+    try:
+        parts = [(str(p), load_image(p)) for p in images] if images else synthetic_parts(synthetic, seed)
+        result = check_export(
+            model_dir,
+            export_dir,
+            parts,
+            max_new_tokens=max_new_tokens,
+            min_token_agreement=min_token_agreement,
+            min_verdict_agreement=min_verdict_agreement,
+        )
+    except (BackendError, OSError, ValueError) as exc:  # an unreadable image is a ValueError
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        for name, part in result["parts"].items():
+            verdicts = part["verdicts"]
+            click.echo(
+                f"{name}: tokens {part['token_agreement']:.4f}, verdict "
+                f"{'same' if part['verdict_equal'] else 'DIFFERENT'} "
+                f"(torch {verdicts['torch']['decision']}, onnx {verdicts['onnx']['decision']})"
+            )
+        click.echo(
+            f"overall: token agreement {result['token_agreement']:.4f}, verdict agreement "
+            f"{result['verdict_agreement']:.4f}, forced-turn greedy agreement "
+            f"{result['forced_greedy_agreement']:.4f}, max |dlogit| {result['max_abs_logit_diff']:.2e}"
+        )
+    if not result["passed"]:
+        raise click.ClickException(f"export check failed: {'; '.join(result['failures'])}")
+    click.echo(f"export check passed; parity recorded in {export_dir / 'manifest.json'}")

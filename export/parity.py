@@ -4,20 +4,32 @@ A random or barely trained model seldom writes protocol turns, so each round's t
 and both backends score the same token sequence: the comparison covers the whole multi-round conversation
 (cached continuations with new images included), not just a first prompt. Compared per step: the greedy
 token (argmax of the model's own scores) and the largest logit difference.
+
+`check_export` adds what the station will actually see: both runtimes run the real agent loop, free and
+greedy, on the same parts, and their turns and verdicts are compared. It is the gate an export must pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor
 
 from export.manifest import Manifest
-from station.backends.base import Backend
+from station.agent import Agent
+from station.agent_config import AgentConfig
+from station.backends.base import Backend, Generation, Session
 from station.backends.hf import HFBackend
+from station.protocol import Answer, ToolCall, ToolCalls, assistant_message, opening_messages, tool_message
+from station.protocol.turns import think_block
+from station.verdict import Verdict
+from tools.registry import ToolContext
+from tools.toolkit import default_registry
 
 
 class ForcedTurn(LogitsProcessor):
@@ -68,6 +80,26 @@ def run_rounds(
     return results
 
 
+class Runtimes:
+    """Torch (CPU fp32) and the export, loaded once, each behind a `ForcedTurn`.
+
+    A `ForcedTurn` that plays nothing only records, so the same pair serves the forced-turn logit
+    comparison and free greedy agent runs without loading a checkpoint twice.
+    """
+
+    def __init__(self, model_dir: str | Path, export_dir: str | Path):
+        from station.backends.onnx import OnnxBackend
+
+        self.export_dir = Path(export_dir)
+        self.onnx_turns = ForcedTurn()
+        self.onnx = OnnxBackend(self.export_dir, logits_processors=[self.onnx_turns])
+        self.size: tuple[int, int] = tuple(self.onnx.manifest.extra["image_size"])
+        self.torch_turns = ForcedTurn()
+        self.reference = HFBackend(
+            model_dir, device="cpu", dtype="float32", generate_kwargs={"logits_processor": [self.torch_turns]}
+        )
+
+
 def check_parity(
     model_dir: str | Path,
     export_dir: str | Path,
@@ -75,28 +107,21 @@ def check_parity(
     *,
     tools: list[dict],
     record: bool = True,
+    runtimes: Runtimes | None = None,
 ) -> dict[str, Any]:
     """Torch vs the ONNX export over ``rounds`` (each: the conversation so far, the turn to force).
 
     Each round's messages must extend the previous round's with that round's forced turn (as the agent
     loop builds them). Images are resized to the export's grid for both sides. With ``record`` the result
-    goes into the export's manifest (``parity``).
+    goes into the export's manifest (``parity``). ``runtimes`` reuses backends already loaded.
     """
-    from station.backends.onnx import OnnxBackend
-
-    export_dir = Path(export_dir)
-    onnx_turns = ForcedTurn()
-    onnx = OnnxBackend(export_dir, logits_processors=[onnx_turns])
-    size = tuple(onnx.manifest.extra["image_size"])
-    torch_turns = ForcedTurn()
-    reference = HFBackend(
-        model_dir, device="cpu", dtype="float32", generate_kwargs={"logits_processor": [torch_turns]}
-    )
-    fitted = [(fit_messages(messages, size), turn) for messages, turn in rounds]
+    runtimes = runtimes or Runtimes(model_dir, export_dir)
+    onnx = runtimes.onnx
+    fitted = [(fit_messages(messages, runtimes.size), turn) for messages, turn in rounds]
     per_round = []
     for (ref_gen, ref_scores), (gen, scores) in zip(
-        run_rounds(reference, torch_turns, fitted, tools),
-        run_rounds(onnx, onnx_turns, rounds, tools),
+        run_rounds(runtimes.reference, runtimes.torch_turns, fitted, tools),
+        run_rounds(onnx, runtimes.onnx_turns, rounds, tools),
         strict=True,
     ):
         finite = torch.isfinite(ref_scores) & torch.isfinite(scores)
@@ -120,7 +145,198 @@ def check_parity(
         "max_abs_logit_diff": max(r["max_abs_logit_diff"] for r in per_round),
     }
     if record:
-        manifest = Manifest.read(export_dir)
-        manifest.parity = result
-        manifest.write(export_dir)
+        record_parity(runtimes.export_dir, result)
+    return result
+
+
+def record_parity(export_dir: Path, parity: dict[str, Any]) -> None:
+    manifest = Manifest.read(export_dir)
+    manifest.parity = parity
+    manifest.write(export_dir)
+
+
+VERDICT_FIELDS = ("decision", "anomaly", "type", "reason")
+# A crop, an enhanced view of it, then an answer: a multi-round conversation with a new image each round.
+_REGION = [250, 250, 750, 750]
+FORCED_TURNS: tuple[ToolCalls | Answer, ...] = (
+    ToolCalls(calls=(ToolCall("crop", {"bbox": _REGION}),), content=think_block("Look closer.")),
+    ToolCalls(
+        calls=(ToolCall("enhance", {"mode": "edges", "bbox": _REGION}),), content=think_block("Edges.")
+    ),
+    Answer(
+        anomaly=True, type="spot", bbox=(400, 400, 600, 600), confidence=0.8, content=think_block("A spot.")
+    ),
+)
+
+
+def synthetic_parts(
+    count: int, seed: int, size: tuple[int, int] = (240, 320)
+) -> list[tuple[str, np.ndarray]]:
+    """Plain noisy plates, every other one with a dark spot: enough for the two runtimes to disagree on,
+    without real images on the box that runs the check."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    parts = []
+    for index in range(count):
+        image = rng.normal(rng.uniform(100, 200), 6, (*size, 3))
+        if index % 2:
+            cy, cx = rng.uniform(0.25, 0.75, 2) * size
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(8, 20) ** 2] = rng.uniform(20, 60)
+        parts.append((f"synthetic-{seed}-{index}", np.clip(image, 0, 255).astype(np.uint8)))
+    return parts
+
+
+def forced_rounds(frame: np.ndarray) -> list[tuple[list[dict], str]]:
+    """`FORCED_TURNS` on ``frame`` as `check_parity` takes them, with real tool observations."""
+    registry = default_registry()
+    context = ToolContext(frame=frame)
+    messages = opening_messages(frame, None)
+    rounds = []
+    for turn in FORCED_TURNS:
+        rounds.append((list(messages), turn.text))
+        messages.append(assistant_message(turn))
+        if isinstance(turn, ToolCalls):
+            messages.extend(tool_message(registry.call(c.name, c.arguments, context)) for c in turn.calls)
+    return rounds
+
+
+class _FittedSession(Session):
+    def __init__(self, inner: Session, size: tuple[int, int]):
+        self._inner, self._size = inner, size
+
+    def generate(
+        self, messages: list[dict], *, max_new_tokens: int, deadline: float | None = None
+    ) -> Generation:
+        return self._inner.generate(
+            fit_messages(messages, self._size), max_new_tokens=max_new_tokens, deadline=deadline
+        )
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class FittedBackend(Backend):
+    """The torch backend seeing every image (frame and tool observations) at the export's fixed size, so a
+    disagreement is the runtime's and not the resize's."""
+
+    def __init__(self, inner: HFBackend, size: tuple[int, int]):
+        self.inner, self.size, self.name = inner, size, inner.name
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    def open_session(self, tools: list[dict]) -> Session:
+        return _FittedSession(self.inner.open_session(tools), self.size)
+
+
+def _token_counts(tokenizer: Any, reference: str, candidate: str) -> tuple[int, int]:
+    """Identical tokens position by position, and the longer length: a missing or extra token is a miss."""
+    a = tokenizer.encode(reference, add_special_tokens=False)
+    b = tokenizer.encode(candidate, add_special_tokens=False)
+    return sum(x == y for x, y in zip(a, b, strict=False)), max(len(a), len(b))
+
+
+def _ratio(same: int, total: int) -> float:
+    return same / total if total else 1.0
+
+
+def compare_verdicts(tokenizer: Any, reference: Verdict, candidate: Verdict) -> dict[str, Any]:
+    """One part's torch and export verdicts, round by round (a round one side never reached is a miss)."""
+    rounds, same, total = [], 0, 0
+    for ref, cand in zip_longest(reference.trace, candidate.trace):
+        ref_text, cand_text = (ref.text if ref else ""), (cand.text if cand else "")
+        equal, length = _token_counts(tokenizer, ref_text, cand_text)
+        same, total = same + equal, total + length
+        rounds.append(
+            {
+                "text_equal": ref is not None and cand is not None and ref_text == cand_text,
+                "token_agreement": _ratio(equal, length),
+            }
+        )
+    fields = {name: (getattr(reference, name), getattr(candidate, name)) for name in VERDICT_FIELDS}
+    return {
+        "rounds": rounds,
+        "same_tokens": same,
+        "tokens": total,
+        "token_agreement": _ratio(same, total),
+        "verdict_equal": all(a == b for a, b in fields.values()),
+        "verdicts": {
+            "torch": {k: v[0] for k, v in fields.items()},
+            "onnx": {k: v[1] for k, v in fields.items()},
+        },
+    }
+
+
+def check_export(
+    model_dir: str | Path,
+    export_dir: str | Path,
+    parts: Sequence[tuple[str, np.ndarray]],
+    *,
+    max_new_tokens: int = 64,
+    min_token_agreement: float = 0.99,
+    min_verdict_agreement: float = 0.95,
+    record: bool = True,
+) -> dict[str, Any]:
+    """The agent loop on torch and on the export over ``parts``, plus `check_parity` on the first part.
+
+    Both loops run with the same greedy `AgentConfig` and a deadline far out of reach, so only the runtimes
+    can make them differ. ``passed`` is False (with ``failures`` saying why) when the token agreement (agent
+    turns and forced-turn steps alike) or the verdict agreement falls below its bar. With ``record`` the
+    result is the export's manifest ``parity``.
+    """
+    if not parts:
+        raise ValueError("check_export needs at least one image")
+    runtimes = Runtimes(model_dir, export_dir)
+    config = AgentConfig(max_new_tokens=max_new_tokens, deadline_s=3600.0)
+    tokenizer = runtimes.onnx.tokenizer
+    agents = Agent(FittedBackend(runtimes.reference, runtimes.size), config), Agent(runtimes.onnx, config)
+    per_part = {}
+    try:
+        for name, image in parts:
+            runtimes.torch_turns.play(None)
+            runtimes.onnx_turns.play(None)
+            reference, candidate = (agent.inspect(image, part_id=name) for agent in agents)
+            per_part[name] = compare_verdicts(tokenizer, reference, candidate)
+    finally:
+        for agent in agents:
+            agent.close()
+    logits = check_parity(
+        model_dir,
+        export_dir,
+        forced_rounds(parts[0][1]),
+        tools=agents[1].registry.schemas(),
+        record=False,
+        runtimes=runtimes,
+    )
+    steps = sum(r["steps"] for r in logits["rounds"])
+    forced_agreement = sum(r["greedy_agreement"] * r["steps"] for r in logits["rounds"]) / steps
+    token_agreement = _ratio(
+        sum(p["same_tokens"] for p in per_part.values()), sum(p["tokens"] for p in per_part.values())
+    )
+    verdict_agreement = sum(p["verdict_equal"] for p in per_part.values()) / len(per_part)
+    failures = [
+        f"{what} {value:.4f} < {bar}"
+        for what, value, bar in (
+            ("agent token agreement", token_agreement, min_token_agreement),
+            ("forced-turn greedy agreement", forced_agreement, min_token_agreement),
+            ("verdict agreement", verdict_agreement, min_verdict_agreement),
+        )
+        if value < bar
+    ]
+    result = {
+        "quantization": runtimes.onnx.manifest.quantization,
+        "max_new_tokens": max_new_tokens,
+        "bars": {"min_token_agreement": min_token_agreement, "min_verdict_agreement": min_verdict_agreement},
+        "parts": per_part,
+        "token_agreement": token_agreement,
+        "verdict_agreement": verdict_agreement,
+        "forced_greedy_agreement": forced_agreement,
+        "max_abs_logit_diff": logits["max_abs_logit_diff"],
+        "logits": logits,
+        "passed": not failures,
+        "failures": failures,
+    }
+    if record:
+        record_parity(runtimes.export_dir, result)
     return result
