@@ -12,7 +12,7 @@ from station.backends import BackendError
 
 @click.group()
 def export() -> None:
-    """Export a Qwen3-VL checkpoint for edge runtimes (ONNX for onnxruntime)."""
+    """Export a Qwen3-VL checkpoint for edge runtimes (ONNX for onnxruntime, GGUF for llama.cpp)."""
 
 
 @export.command()
@@ -95,3 +95,33 @@ def check(
     if not result["passed"]:
         raise click.ClickException(f"export check failed: {'; '.join(result['failures'])}")
     click.echo(f"export check passed; parity recorded in {export_dir / 'manifest.json'}")
+
+
+@export.command()
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quant", type=click.Choice(["f16", "q8_0", "q4_k_m"]), default="q8_0", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="New folder.")
+@click.option(
+    "--fetch-converter", is_flag=True, help="First fetch llama.cpp's converter (llama-cpp-python sdist)."
+)
+def gguf(model_dir: Path | None, quant: str, out: Path | None, fetch_converter: bool) -> None:
+    """Export MODEL as a GGUF text model and an mmproj (llama.cpp's own converter) with a manifest.
+
+    There is no gguf backend yet: the files are for llama.cpp tools and the coming backend."""
+    try:
+        from export.gguf import export_gguf
+        from export.gguf import fetch_converter as fetch
+    except ImportError as exc:
+        raise click.ClickException(f"GGUF export needs the 'gguf' extra: {exc}") from exc
+    try:
+        if fetch_converter:
+            click.echo(f"converter: {fetch()}")
+        if model_dir is None or out is None:
+            if fetch_converter:
+                return
+            raise click.UsageError("--model and --out are required")
+        manifest = export_gguf(model_dir, out, quant)
+    except (BackendError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {out} ({quant}); manifest: {out / 'manifest.json'}")
+    click.echo(f"files: {', '.join(sorted(manifest.files))}")
