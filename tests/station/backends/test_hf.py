@@ -20,8 +20,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from transformers import LogitsProcessor  # noqa: E402
 
+from export.parity import ForcedTurn  # noqa: E402
 from station.backends.base import BackendError, Generation  # noqa: E402
 from station.backends.hf import HFBackend  # noqa: E402
 from station.backends.hf.backend import VISION_TOKENS  # noqa: E402
@@ -59,25 +59,8 @@ ANSWER = Answer(
 )
 
 
-class Script(LogitsProcessor):
-    """Forces a turn's tokens (repeating the last one past the end) and records the model's scores."""
-
-    def __init__(self) -> None:
-        self.play(None)
-
-    def play(self, tokens: list[int] | None) -> None:
-        self.tokens, self.start, self.scores = tokens, None, []
-
-    def __call__(self, input_ids, scores):
-        self.scores.append(scores[0].clone())
-        if self.tokens is None:
-            return scores
-        if self.start is None:
-            self.start = input_ids.shape[1]
-        step = min(input_ids.shape[1] - self.start, len(self.tokens) - 1)
-        forced = torch.full_like(scores, -torch.inf)
-        forced[0, self.tokens[step]] = 0.0
-        return forced
+# The forcing processor export parity uses too: forces a turn's tokens and records the scores it was given.
+Script = ForcedTurn
 
 
 @pytest.fixture(autouse=True, scope="module")
