@@ -14,6 +14,11 @@ Decisions the paper leaves open:
   the same on good and defective images, and a stray box on a good part is penalised rather than ignored.
 * Ground truth that is unknown (a defective image without a mask or without a type name) scores 0 for every
   trajectory of that image: a constant within the GRPO group, so it moves no advantage.
+* The confidence gain of a tool is measured at turn boundaries: P(correct verdict) when the answer is forced
+  right after the tool's observation, minus the same probability after the previous observation (or, for
+  the first tool, at the end of the prompt). `measured_tool_probes` turns such a sequence of the policy's
+  P("yes") into the (before, after) pairs `tool_reward` scores; the GRPO trainer measures the sequence
+  during its rollouts.
 * Tool calls whose confidence gain was not measured (``None`` probe) pay their cost and earn nothing: the
   reward never credits a tool it cannot verify helped.
 * The weights w_loc, w_type, w_tool are not stated in the paper; the defaults below are ours.
@@ -22,6 +27,7 @@ Decisions the paper leaves open:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import math
@@ -58,9 +64,18 @@ class RewardConfig:
     w_tool: float = field(default=1.0, metadata={"help": "Weight of the tool-utility term R_tool."})
     alpha: float = field(
         default=0.3,
-        metadata={"help": "Tool bonus when an observation raised P(correct verdict) (paper: 0.3)."},
+        metadata={
+            "help": "R_tool bonus per tool call whose observation raised the policy's own P(correct verdict) "
+            "(answer forced after the observation vs before it; paper: 0.3)."
+        },
     )
-    beta: float = field(default=0.1, metadata={"help": "Cost of every tool call (paper: 0.1)."})
+    beta: float = field(
+        default=0.1,
+        metadata={
+            "help": "R_tool cost of every tool call, measured or not, so tools must earn their keep "
+            "(paper: 0.1)."
+        },
+    )
     format_penalty: float = field(
         default=-1.0,
         metadata={
@@ -191,6 +206,31 @@ def tool_reward(probes: Sequence[ToolProbe | None], alpha: float = 0.3, beta: fl
     return sum((alpha if probe is not None and probe[1] - probe[0] > 0 else 0.0) - beta for probe in probes)
 
 
+def measured_tool_probes(
+    verdict_probs: Sequence[float | None] | None, anomalous: bool, tool_calls: int
+) -> list[ToolProbe | None]:
+    """One (before, after) P(correct) pair per invoked tool, from the policy's P("yes") at each turn boundary.
+
+    ``verdict_probs`` is ``[q0, q1, ..., qm]``: q0 with the answer forced at the end of the prompt, qk right
+    after the k-th tool observation, so tool k's probe is ``(pc(q(k-1)), pc(qk))`` with pc the probability of
+    the label's verdict. Calls beyond the measured ones (a last turn whose calls were never run, because the
+    rollout hit its tool or token budget) get None, as does a call next to an unreadable probability (None):
+    both pay beta and earn nothing. Extra measurements beyond ``tool_calls`` (a call the loop ran but the
+    protocol parser does not count) are dropped, since the reward can only score calls it counts.
+    """
+    correct = [None if q is None else p_correct(q, anomalous) for q in verdict_probs or ()]
+    measured: list[ToolProbe | None] = [
+        (before, after) if before is not None and after is not None else None
+        for before, after in itertools.pairwise(correct)
+    ][:tool_calls]
+    return measured + [None] * (tool_calls - len(measured))
+
+
+def confidence_gains(probes: Sequence[ToolProbe | None]) -> list[float]:
+    """after - before of every measured probe: what training logs to show whether tools help the policy."""
+    return [after - before for before, after in (p for p in probes if p is not None)]
+
+
 def format_reward(episode: Episode, config: RewardConfig) -> float:
     """0 when well-formed; ``format_penalty`` when structure is broken; ``think_penalty`` when only reasoning
     is missing.
@@ -269,6 +309,7 @@ def indus_reward(
     defect_type: Sequence[str | None] | None = None,
     gt_boxes: Sequence[Sequence[Sequence[float]] | None] | None = None,
     tool_probes: Sequence[Sequence[ToolProbe | None] | None] | None = None,
+    verdict_probs: Sequence[Sequence[float | None] | None] | None = None,
     log_metric: Callable[[str, float], None] | None = None,
     config: RewardConfig | None = None,
     **_: Any,
@@ -276,29 +317,43 @@ def indus_reward(
     """TRL GRPOTrainer reward function: one total per completion.
 
     TRL passes every dataset column as a keyword list aligned with ``completions``: ``anomalous`` (bool, 0/1,
-    "good"/"defective" or "no"/"yes"), ``defect_type`` and ``gt_boxes`` (0-1000 boxes) are read from there;
-    ``tool_probes`` comes from a ``rollout_func`` extra field when the rollout measured confidence gains. Each
-    term's batch mean goes to ``log_metric`` as ``reward/<term>``. Bind a non-default config with
-    ``functools.partial(indus_reward, config=...)``, which TRL names and pickles like the function itself.
+    "good"/"defective" or "no"/"yes"), ``defect_type`` and ``gt_boxes`` (0-1000 boxes) are read from there.
+    The tools' confidence gains come either as ready ``tool_probes`` pairs or, as the GRPO trainer measures
+    them without knowing the label, as ``verdict_probs`` (per rollout the policy's P("yes") at the prompt's
+    end and after each observation, see `measured_tool_probes`); never both. Each term's batch mean goes to
+    ``log_metric`` as ``reward/<term>``, and, when any tool call was measured, the mean confidence gain and
+    the share of measured calls with a positive gain as ``tools/confidence_gain`` and
+    ``tools/positive_gain_share``. Bind a non-default config with ``functools.partial(indus_reward,
+    config=...)``, which TRL names and pickles like the function itself.
     """
     count = len(completions)
+    if tool_probes is not None and verdict_probs is not None:
+        raise ValueError("pass tool_probes or verdict_probs, not both")
     types = defect_type if defect_type is not None else [None] * count
     boxes = gt_boxes if gt_boxes is not None else [None] * count
-    probes = tool_probes if tool_probes is not None else [None] * count
+    episodes = [Episode.from_texts(completion_texts(c)) for c in completions]
+    truths = [
+        GroundTruth(_as_anomalous(label), kind, _as_boxes(box))
+        for label, kind, box in zip(anomalous, types, boxes, strict=True)
+    ]
+    if verdict_probs is not None:
+        probes: Sequence[Sequence[ToolProbe | None] | None] = [
+            measured_tool_probes(qs, truth.anomalous, episode.tool_calls)
+            for qs, truth, episode in zip(verdict_probs, truths, episodes, strict=True)
+        ]
+    else:
+        probes = tool_probes if tool_probes is not None else [None] * count
     breakdowns = [
-        total_reward(
-            Episode.from_texts(completion_texts(completion)),
-            GroundTruth(_as_anomalous(label), kind, _as_boxes(box)),
-            probe,
-            config,
-        )
-        for completion, label, kind, box, probe in zip(
-            completions, anomalous, types, boxes, probes, strict=True
-        )
+        total_reward(episode, truth, probe, config)
+        for episode, truth, probe in zip(episodes, truths, probes, strict=True)
     ]
     if log_metric is not None and breakdowns:
         for term in ("format", "cls", "loc", "type", "tool"):
             log_metric(f"reward/{term}", sum(getattr(b, term) for b in breakdowns) / count)
+        gains = [g for probe in probes if probe is not None for g in confidence_gains(probe)]
+        if gains:
+            log_metric("tools/confidence_gain", sum(gains) / len(gains))
+            log_metric("tools/positive_gain_share", sum(g > 0 for g in gains) / len(gains))
     return [b.total for b in breakdowns]
 
 

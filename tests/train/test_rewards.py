@@ -18,10 +18,12 @@ from train.rewards import (
     RewardConfig,
     classification_reward,
     completion_texts,
+    confidence_gains,
     format_reward,
     gt_boxes_from_mask,
     indus_reward,
     localization_reward,
+    measured_tool_probes,
     p_correct,
     reward_from_verdict,
     tool_reward,
@@ -151,6 +153,58 @@ def test_probability_of_the_correct_verdict_from_p_yes() -> None:
     # On a good part a tool that lowers P(yes) is a gain.
     before, after = p_correct(0.6, False), p_correct(0.3, False)
     assert tool_reward([(before, after)]) == pytest.approx(0.2)
+
+
+def pairs(*probes: tuple[float, float]) -> list:
+    return [pytest.approx(probe) for probe in probes]
+
+
+def test_probes_from_the_policys_p_yes_at_each_turn_boundary() -> None:
+    # P("yes") at the prompt's end, after observation 1, after observation 2.
+    q = [0.4, 0.7, 0.6]
+    assert measured_tool_probes(q, anomalous=True, tool_calls=2) == pairs((0.4, 0.7), (0.7, 0.6))
+    # On a good part the correct verdict is "no": the same numbers read the other way round.
+    good = measured_tool_probes(q, anomalous=False, tool_calls=2)
+    assert good == pairs((0.6, 0.3), (0.3, 0.4))
+    assert confidence_gains(good) == pytest.approx([-0.3, 0.1])
+
+
+def test_unmeasured_calls_get_no_probe() -> None:
+    # A last turn whose call never ran (tool budget): measured calls first, then None.
+    assert measured_tool_probes([0.4, 0.7], True, tool_calls=2) == [pytest.approx((0.4, 0.7)), None]
+    assert measured_tool_probes(None, True, tool_calls=2) == [None, None]
+    assert measured_tool_probes([], True, tool_calls=1) == [None]
+    # An unreadable probability (no mass on either branch) voids both calls next to it.
+    assert measured_tool_probes([0.4, None, 0.6], True, tool_calls=2) == [None, None]
+    # More measurements than counted calls: only the counted ones are scored.
+    assert measured_tool_probes([0.4, 0.7, 0.9], True, tool_calls=1) == [pytest.approx((0.4, 0.7))]
+    assert measured_tool_probes([0.4], True, tool_calls=0) == []
+    assert confidence_gains([None, (0.2, 0.2)]) == [0.0]
+
+
+def test_measured_gain_credits_alpha_only_when_positive() -> None:
+    episode = Episode.from_texts([tool_turn("crop"), tool_turn("enhance"), answer_turn(True, "crack", BOX)])
+    # Defective part: P(yes) 0.4 -> 0.7 (crop helped) -> 0.7 (enhance changed nothing).
+    got = total_reward(episode, CRACKED, measured_tool_probes([0.4, 0.7, 0.7], True, 2), LEXICAL)
+    # R_tool = (0.3 - 0.1) + (0 - 0.1) = 0.1; total 1 + 0.5 + 0.5 + 0.1
+    assert (got.tool, got.total) == pytest.approx((0.1, 2.1))
+    # Both tools lowered P(correct): cost only, R_tool = -0.2.
+    worse = total_reward(episode, CRACKED, measured_tool_probes([0.8, 0.6, 0.5], True, 2), LEXICAL)
+    assert (worse.tool, worse.total) == pytest.approx((-0.2, 1.8))
+    # alpha and beta come from the config.
+    config = RewardConfig(alpha=1.0, beta=0.25, embedder="lexical")
+    custom = total_reward(episode, CRACKED, measured_tool_probes([0.4, 0.7, 0.7], True, 2), config)
+    assert (custom.tool, custom.total) == pytest.approx((0.5, 2.5))
+
+
+def test_the_gate_zeroes_a_measured_tool_gain_on_a_wrong_verdict() -> None:
+    # The part is good, the policy answers "yes"; the crop did raise P(correct) = P("no") from 0.3 to 0.9.
+    episode = Episode.from_texts([tool_turn("crop"), answer_turn(True, "crack", BOX)])
+    probes = measured_tool_probes([0.7, 0.1], anomalous=False, tool_calls=1)
+    assert probes == pairs((0.3, 0.9))
+    got = total_reward(episode, GOOD, probes, LEXICAL)
+    assert got.tool == pytest.approx(0.2) and got.cls == 0.0
+    assert got.total == 0.0
 
 
 # ---- R_format ----------------------------------------------------------------------------------------------
@@ -309,8 +363,50 @@ def test_trl_reward_function_scores_a_batch_and_logs_each_term() -> None:
             "reward/loc": 2 / 3,
             "reward/type": 2 / 3,
             "reward/tool": 0.1 / 3,
+            "tools/confidence_gain": 0.4,  # the one measured call
+            "tools/positive_gain_share": 1.0,
         }
     )
+
+
+def test_trl_reward_function_scores_measured_verdict_probs_and_logs_the_gains() -> None:
+    logged: dict[str, float] = {}
+    scores = indus_reward(
+        completions=[trl_tool_completion("crack"), trl_tool_completion("crack"), answer_turn(False)],
+        anomalous=[True, True, False],
+        defect_type=["crack", "crack", None],
+        gt_boxes=[[list(BOX)], [list(BOX)], []],
+        # P("yes") at the prompt's end and after the crop; the third rollout ran no tool.
+        verdict_probs=[[0.5, 0.9], [0.5, 0.2], None],
+        log_metric=logged.__setitem__,
+        config=LEXICAL,
+    )
+    # 1 + 0.5 + 0.5 + (0.3 - 0.1); 1 + 0.5 + 0.5 - 0.1; a correct good part without tools: 1 + 0.5 + 0.5
+    assert scores == pytest.approx([2.2, 1.9, 2.0])
+    assert logged["reward/tool"] == pytest.approx((0.2 - 0.1) / 3)
+    assert logged["tools/confidence_gain"] == pytest.approx((0.4 - 0.3) / 2)
+    assert logged["tools/positive_gain_share"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="not both"):
+        indus_reward(
+            completions=[answer_turn(True)],
+            anomalous=[True],
+            tool_probes=[[]],
+            verdict_probs=[[]],
+            config=LEXICAL,
+        )
+
+
+def test_no_gain_metrics_without_a_measured_tool_call() -> None:
+    logged: dict[str, float] = {}
+    indus_reward(
+        completions=[trl_tool_completion("crack")],
+        anomalous=[True],
+        verdict_probs=[None],
+        log_metric=logged.__setitem__,
+        config=LEXICAL,
+    )
+    assert logged["reward/tool"] == pytest.approx(-0.1)
+    assert "tools/confidence_gain" not in logged and "tools/positive_gain_share" not in logged
 
 
 def test_trl_reward_function_rejects_an_unknown_label() -> None:
