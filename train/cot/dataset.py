@@ -22,11 +22,12 @@ from calibration.datasets.base import Sample
 from station.protocol import Answer, ToolCall, ToolCalls, parse_turn, render_chat
 from tools.image import load_image, save_image
 from train.cot.leakage import Leak, LeakageFilter
-from train.cot.teacher import ProgrammaticTeacher, Teacher
+from train.cot.teacher import ProgrammaticTeacher, SampleOutcome, Teacher, summarize
 
 TRAJECTORIES_FILE = "trajectories.jsonl"
 IMAGES_DIR = "images"
 LEAKAGE_FILE = "leakage_report.json"
+CURATION_FILE = "curation.jsonl"
 
 
 class CurationError(ValueError):
@@ -45,6 +46,11 @@ class BuildReport:
     direct_answers: int = 0
     leaks: dict[str, dict] = field(default_factory=dict)  # category -> count, matched, reason
     rejected: list[dict] = field(default_factory=list)  # sample key -> why curation dropped it
+    teacher: dict = field(default_factory=dict)  # what wrote the set (`Teacher.describe`)
+    # A curating teacher's figures (`model_teacher.summarize`) and its per-sample outcomes, also written to
+    # curation.jsonl; empty for a teacher that writes in one go.
+    curation: dict = field(default_factory=dict)
+    outcomes: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -178,8 +184,10 @@ def build_trajectories(
     ``balance`` is the fraction of good parts; counts are exact (as many as the scarcer label allows, or
     ``total``); ``max_per_category`` caps each category at half that many of each label, before balancing.
     ``exclude_categories`` are the evaluation categories to keep out (default: the benchmarks'
-    categories from the shipped priors). Trajectories that fail curation are replaced by further samples
-    of the same label while any remain, then both labels are cut back to keep the ratio exact.
+    categories from the shipped priors). Trajectories that fail curation (here, or inside a teacher that
+    retries, which then raises `CurationError`) are replaced by further samples of the same label while
+    any remain, then both labels are cut back to keep the ratio exact. A curating teacher's per-sample
+    outcomes (attempts, rejection reasons, judge scores) go to the report and to ``curation.jsonl``.
     """
     out = Path(out)
     if (out / TRAJECTORIES_FILE).exists():
@@ -189,7 +197,8 @@ def build_trajectories(
     leakage = (
         LeakageFilter.benchmarks() if exclude_categories is None else LeakageFilter.names(exclude_categories)
     )
-    report = BuildReport()
+    report = BuildReport(teacher=teacher.describe())
+    outcomes: list[SampleOutcome] = []
     pools = select(samples, rng, max_per_category=max_per_category, leakage=leakage, report=report)
     wanted = dict(zip((0, 1), targets(len(pools[0]), len(pools[1]), balance, total), strict=True))
     built: dict[int, list[tuple[Sample, list[dict], Counter[str]]]] = {0: [], 1: []}
@@ -197,21 +206,28 @@ def build_trajectories(
         for sample in pool:
             if len(built[label]) == wanted[label]:
                 break
-            messages = teacher.trajectory(sample, np.random.default_rng(rng.integers(2**63)))
+            teacher.last_outcome = None
             try:
+                messages = teacher.trajectory(sample, np.random.default_rng(rng.integers(2**63)))
                 calls = check_trajectory(messages, sample)
             except CurationError as error:
                 report.rejected.append({"source": sample.key, "reason": str(error)})
                 continue
+            finally:
+                if teacher.last_outcome is not None:
+                    outcomes.append(teacher.last_outcome)
             built[label].append((sample, messages, calls))
     if any(len(built[label]) < wanted[label] for label in (0, 1)):
         keep = targets(len(built[0]), len(built[1]), balance)
         built = {label: built[label][: keep[label]] for label in (0, 1)}
 
     (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    by_source = {o.source: o for o in outcomes if o.kept}
     with (out / TRAJECTORIES_FILE).open("w", encoding="utf-8") as jsonl:
         for number, (sample, messages, calls) in enumerate(_interleave(built[0], built[1])):
             record = _record(f"cot-{number:06d}", sample, messages, teacher.tools, out)
+            if sample.key in by_source:
+                by_source[sample.key].trajectory_id = record["id"]
             jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
             report.written += 1
             report.good += int(not sample.label)
@@ -228,6 +244,12 @@ def build_trajectories(
     (out / LEAKAGE_FILE).write_text(
         json.dumps(leak_report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
+    if outcomes:
+        report.outcomes = [o.to_json() for o in outcomes]
+        report.curation = summarize(outcomes)
+        report.curation["kept_not_written"] = sum(o.kept and o.trajectory_id is None for o in outcomes)
+        with (out / CURATION_FILE).open("w", encoding="utf-8") as jsonl:
+            jsonl.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in report.outcomes)
     return report
 
 

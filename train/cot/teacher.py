@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -95,12 +96,93 @@ _DIRECT_GOOD = (
 )
 
 
+# Fail-safe reasons that mean a model teacher wrote something the protocol cannot read.
+MALFORMED = frozenset({"parse_error", "token_limit"})
+
+
+@dataclass
+class Attempt:
+    """One try of a teacher at one sample, and what curation made of it."""
+
+    number: int  # 1-based, in the order tried
+    kept: bool  # passed curation (a candidate; the judge may still prefer another)
+    code: str | None = None  # why curation rejected it: a fail-safe reason or a curation code
+    detail: str | None = None
+    hint: str | None = None  # the correction hint this attempt was given (never stored in the trajectory)
+    tool_calls: int = 0
+    seconds: float = 0.0
+    judge_score: float | None = None
+    judge_error: str | None = None
+
+
+@dataclass
+class SampleOutcome:
+    """Everything curation did for one sample: kept or dropped, after how many attempts, and why."""
+
+    source: str  # the sample's key
+    label: int
+    defect: str
+    attempts: list[Attempt] = field(default_factory=list)
+    chosen: int | None = None  # the attempt number whose trajectory was kept
+    trajectory_id: str | None = None  # set by the builder once the trajectory is written
+
+    @property
+    def kept(self) -> bool:
+        return self.chosen is not None
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "kept": self.kept}
+
+
+def summarize(outcomes: list[SampleOutcome]) -> dict:
+    """Figures over a build's per-sample outcomes: attempts, retries, drops, rejections, judge scores."""
+    attempts = [a for o in outcomes for a in o.attempts]
+    rejections: dict[str, int] = {}
+    for attempt in attempts:
+        if attempt.code is not None:
+            rejections[attempt.code] = rejections.get(attempt.code, 0) + 1
+    scores = [a.judge_score for a in attempts if a.judge_score is not None]
+    chosen = [
+        a.judge_score
+        for o in outcomes
+        for a in o.attempts
+        if a.number == o.chosen and a.judge_score is not None
+    ]
+    return {
+        "samples": len(outcomes),
+        "attempts": len(attempts),
+        "kept_first_try": sum(o.chosen == 1 and not o.attempts[0].code for o in outcomes),
+        "retried": sum(any(a.code for a in o.attempts) for o in outcomes),
+        "recovered": sum(o.kept and any(a.code for a in o.attempts) for o in outcomes),
+        "dropped": sum(not o.kept for o in outcomes),
+        "malformed": sum(rejections.get(code, 0) for code in MALFORMED),
+        "rejections": dict(sorted(rejections.items())),
+        "judge": {
+            "scored": len(scores),
+            "failed": sum(a.judge_error is not None for a in attempts),
+            "mean": sum(scores) / len(scores) if scores else None,
+            "mean_kept": sum(chosen) / len(chosen) if chosen else None,
+        },
+    }
+
+
 class Teacher(ABC):
-    """Writes one inspection trajectory for a labelled sample: protocol chat messages, images as arrays."""
+    """Writes one inspection trajectory for a labelled sample: protocol chat messages, images as arrays.
+
+    A teacher that curates inside (retries, judging) raises `CurationError` when a sample yields nothing
+    worth training on, and leaves what it did in ``last_outcome`` so the builder can report it per sample;
+    one that writes in one go leaves it None.
+    """
+
+    last_outcome: SampleOutcome | None = None
 
     @abstractmethod
     def trajectory(self, sample: Sample, rng: np.random.Generator) -> list[dict]:
         """The conversation from the opening messages to the final answer turn."""
+
+    def describe(self) -> dict:
+        """What wrote a set, for its build report (a model teacher names its model and judge)."""
+        return {"kind": "programmatic"}
 
     @property
     @abstractmethod
