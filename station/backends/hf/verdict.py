@@ -78,6 +78,34 @@ class BranchTokens:
         return [i for i in ids if i is not None]
 
 
+def branch_probabilities(
+    scores: torch.Tensor, yes_ids: list[int], no_ids: list[int]
+) -> tuple[float, float]:
+    """(P(yes branch), P(no branch)) from one step's logits over the vocabulary, softmax in float32."""
+    probs = scores.float().softmax(-1)
+    return float(probs[yes_ids].sum()), float(probs[no_ids].sum())
+
+
+def yes_share(p_yes: float, p_no: float) -> float | None:
+    """P(yes) / (P(yes) + P(no)): the verdict probability; None when neither branch has any mass."""
+    total = p_yes + p_no
+    return p_yes / total if total > 0 else None
+
+
+def forced_verdict_prob(scores: torch.Tensor, text: str, branches: BranchTokens) -> float | None:
+    """The verdict probability read from the logits that follow ``text``, a turn forced to stop right where
+    the verdict value begins (``...<answer>{"anomaly": "``).
+
+    The recorder reads the same number while generating; this is its one-step form for a caller that feeds the
+    answer's opening itself (training's confidence probe), so both use the same branches and normalisation.
+    """
+    values = expected_values(text)
+    if values is None:
+        raise ValueError(f"{text[-_TAIL_CHARS:]!r} does not stop right before the verdict value")
+    yes_ids, no_ids = branches(*values)
+    return yes_share(*branch_probabilities(scores, yes_ids, no_ids))
+
+
 @dataclass(frozen=True)
 class _Step:
     index: int  # which generated token this step chose
@@ -111,8 +139,7 @@ class VerdictRecorder(LogitsProcessor):
         values = expected_values(self._tail)
         if values is not None:
             yes_ids, no_ids = self._branches(*values)
-            probs = scores[0].float().softmax(-1)
-            p_yes, p_no = float(probs[yes_ids].sum()), float(probs[no_ids].sum())
+            p_yes, p_no = branch_probabilities(scores[0], yes_ids, no_ids)
             self._steps.append(_Step(length - self._start, yes_ids, no_ids, p_yes, p_no))
         return scores
 
@@ -123,6 +150,5 @@ class VerdictRecorder(LogitsProcessor):
                 break
             token = generated[step.index]
             if token in step.yes_ids or token in step.no_ids:
-                total = step.p_yes + step.p_no
-                return step.p_yes / total if total > 0 else None
+                return yes_share(step.p_yes, step.p_no)
         return None
