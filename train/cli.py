@@ -184,6 +184,10 @@ def cot(
         raise click.UsageError(f"{given} need(s) --teacher model")
     if min_judge_score is not None and judge_model is None:
         raise click.UsageError("--min-judge-score needs --judge-model")
+    if teacher_kind == "model" and not model_choice.model:
+        raise click.UsageError("--teacher model needs --model (and --backend, --base-url for a server)")
+    if temperature is not None and model_choice.backend != "openai":
+        raise click.UsageError("--temperature applies to the openai backend")
     backends: list[Backend] = []
     teacher: Teacher | None = None
     try:
@@ -276,14 +280,10 @@ def _model_teacher(
     **options: Any,
 ) -> ModelTeacher:
     """Load the teacher (and judge) backends, appending each to ``backends`` so the caller closes them."""
-    if not choice.model:
-        raise click.UsageError("--teacher model needs --model (and --backend, --base-url for a server)")
     teacher_backend = choice.load()
     backends.append(teacher_backend)
-    if temperature is not None:
-        if teacher_backend.name != "openai":
-            raise click.UsageError("--temperature applies to the openai backend")
-        teacher_backend.temperature = temperature  # type: ignore[attr-defined]  # read per request
+    if temperature is not None:  # the openai backend reads it per request
+        teacher_backend.temperature = temperature  # type: ignore[attr-defined]
     judge_backend = judge.load() if judge is not None else None
     if judge_backend is not None:
         backends.append(judge_backend)
