@@ -18,7 +18,7 @@ from station.cli.options import ModelChoice, agent_options, model_options
 from tools.prior import PriorStore
 from train.cot import ProgrammaticTeacher, Teacher, build_trajectories
 from train.cot.dataset import CURATION_FILE
-from train.cot.model_teacher import HINT_MODES, HintMode, Judge, ModelTeacher
+from train.cot.model_teacher import HINT_MODES, JUDGE_TIMEOUT_S, HintMode, Judge, ModelTeacher
 
 
 @click.group()
@@ -284,12 +284,20 @@ def _model_teacher(
     backends.append(teacher_backend)
     if temperature is not None:  # the openai backend reads it per request
         teacher_backend.temperature = temperature  # type: ignore[attr-defined]
+    elif options.get("candidates", 1) > 1:
+        click.echo("warning: --candidates > 1 without --temperature gives the judge identical ones", err=True)
     judge_backend = judge.load() if judge is not None else None
     if judge_backend is not None:
         backends.append(judge_backend)
+    judge_s = max(JUDGE_TIMEOUT_S, config.deadline_s)
+    for backend in backends:
+        # A big model's reply may take most of the inspection's deadline: the openai backend's own request
+        # timeout (60 s, made for the edge) must not cut it shorter.
+        if backend.name == "openai":
+            backend.timeout_s = max(backend.timeout_s, judge_s)  # type: ignore[attr-defined]
     return ModelTeacher(
         teacher_backend,
-        judge=Judge(judge_backend) if judge_backend is not None else None,
+        judge=Judge(judge_backend, timeout_s=judge_s) if judge_backend is not None else None,
         config=config,
         priors=PriorStore.default(prior_dirs, embedder="lexical"),
         **options,

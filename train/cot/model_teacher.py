@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 import threading
@@ -62,6 +63,8 @@ from tools.registry import ToolRegistry
 from tools.toolkit import default_registry
 from train.cot.dataset import CurationError, check_trajectory
 from train.cot.teacher import Attempt, SampleOutcome, Teacher
+
+log = logging.getLogger(__name__)
 
 HintMode = Literal["none", "feedback", "label"]
 HINT_MODES: tuple[HintMode, ...] = ("none", "feedback", "label")
@@ -111,6 +114,7 @@ _FEEDBACK = {
     "when it can change your decision.",
 }
 
+JUDGE_TIMEOUT_S = 120.0
 JUDGE_PROMPT = """\
 You review the work of an industrial visual inspector. You are given the part's image, its known label, \
 and the inspector's transcript: its reasoning, the tools it called, what the tools returned (text and \
@@ -142,8 +146,8 @@ class TeacherRejected(CurationError):
     """No attempt at a sample survived curation; ``outcome`` says what each attempt did."""
 
     def __init__(self, outcome: SampleOutcome):
-        codes = ", ".join(a.code or "?" for a in outcome.attempts)
-        super().__init__(f"no trajectory kept after {len(outcome.attempts)} attempt(s): {codes}")
+        attempts = len(outcome.attempts)
+        super().__init__(f"no trajectory kept after {attempts} attempt(s): {_codes(outcome)}")
         self.outcome = outcome
 
 
@@ -214,7 +218,7 @@ class Judge:
         *,
         rubric: str = JUDGE_PROMPT,
         max_new_tokens: int = 512,
-        timeout_s: float = 120.0,
+        timeout_s: float = JUDGE_TIMEOUT_S,
     ):
         self.backend = backend
         self.rubric = rubric
@@ -341,11 +345,12 @@ class ModelTeacher(Teacher):
 
     ``backend`` is any station backend; the teacher does not own it (nor ``judge``'s), so the caller
     closes them. ``config`` holds the inspection limits (a large model needs a longer ``deadline_s``
-    than the edge default); ``max_tool_errors`` is forced to 0 and ``instruction`` to the station's
-    request (plus a hint on retries). ``candidates`` is how many curated trajectories to collect per
-    sample for the judge to choose from (more than one only makes sense with sampling); ``retries`` how
-    many rejected attempts a sample may cost before it is dropped. ``rng`` is not used: the backend's own
-    decoding decides what the teacher writes.
+    than the edge default; its ``instruction`` is the station's request, the default one unless the
+    station runs with its own); ``max_tool_errors`` is forced to 0. A retry's request is that request
+    plus the hint; the stored one is always the request alone. ``candidates`` is how many curated
+    trajectories to collect per sample for the judge to choose from (more than one only makes sense with
+    sampling); ``retries`` how many rejected attempts a sample may cost before it is dropped. ``rng`` is
+    not used: the backend's own decoding decides what the teacher writes.
     """
 
     def __init__(
@@ -374,7 +379,7 @@ class ModelTeacher(Teacher):
         self.backend = backend
         self.judge = judge
         self.config = (config or AgentConfig(deadline_s=120.0, max_new_tokens=1024)).model_copy(
-            update={"max_tool_errors": 0, "instruction": None}
+            update={"max_tool_errors": 0}
         )
         self.registry = registry or default_registry()
         self.priors = priors if priors is not None else PriorStore.default(embedder="lexical")
@@ -433,11 +438,22 @@ class ModelTeacher(Teacher):
                 failures += 1
                 hint = self._hint(sample, candidate.attempt)
         if not kept:
+            log.info(
+                "%s: dropped after %d attempt(s): %s", sample.key, len(outcome.attempts), _codes(outcome)
+            )
             raise TeacherRejected(outcome)
         # The best judged candidate; unscored ones (no judge, or it failed) rank below any score, and the
         # earliest wins a tie, so without a judge the first curated attempt is kept.
         best = max(kept, key=lambda c: -math.inf if c.attempt.judge_score is None else c.attempt.judge_score)
         outcome.chosen = best.attempt.number
+        log.info(
+            "%s: kept attempt %d of %d (judge %s)%s",
+            sample.key,
+            outcome.chosen,
+            len(outcome.attempts),
+            best.attempt.judge_score,
+            f"; rejected: {_codes(outcome)}" if failures else "",
+        )
         return best.messages
 
     # -- one attempt ---------------------------------------------------------------------------------
@@ -446,7 +462,8 @@ class ModelTeacher(Teacher):
         self, sample: Sample, image: np.ndarray, mask: np.ndarray | None, number: int, hint: str | None
     ) -> _Candidate:
         attempt = Attempt(number=number, kept=False, hint=hint)
-        instruction = f"{DEFAULT_INSTRUCTION} {hint}" if hint else None
+        request = self.config.instruction or DEFAULT_INSTRUCTION
+        instruction = f"{request} {hint}" if hint else self.config.instruction
         start = time.perf_counter()
         self._recorder.take()
         verdict = self._agent.inspect(
@@ -510,7 +527,8 @@ class ModelTeacher(Teacher):
         if named and self._same_type(answer.type, sample.defect):
             answer = dataclasses.replace(answer, type=sample.defect)
         frame = _first_image(held)
-        return [*opening_messages(frame, sample.category), *held[2:], answer.message()]
+        opening = opening_messages(frame, sample.category, self.config.instruction)
+        return [*opening, *held[2:], answer.message()]
 
     def _same_type(self, answered: str, label: str) -> bool:
         if normalise_type(answered) == normalise_type(label):
@@ -573,6 +591,10 @@ class ModelTeacher(Teacher):
             )
             return f"Note: {known} {feedback}"
         return f"Note: {feedback}"
+
+
+def _codes(outcome: SampleOutcome) -> str:
+    return ", ".join(a.code for a in outcome.attempts if a.code) or "-"
 
 
 class _Reject(Exception):

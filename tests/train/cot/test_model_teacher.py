@@ -475,3 +475,15 @@ def test_cli_refuses_model_options_without_the_model_teacher(tmp_path):
     )
     assert result.exit_code == 2 and "openai" in result.output
     assert not (tmp_path / "o" / TRAJECTORIES_FILE).exists()
+
+
+def test_a_station_with_its_own_request_gets_trajectories_with_that_request(samples):
+    oracle = Oracle(
+        samples, lambda s, attempt, request: correct_answer(s) if attempt > 1 else wrong_answer(s)
+    )
+    config = AgentConfig(deadline_s=30.0, instruction="Check the part against its prior.")
+    with ModelTeacher(oracle.backend, config=config) as teacher:
+        messages = teacher.trajectory(samples[0], np.random.default_rng(0))
+    own = user_text(samples[0].category, config.instruction)
+    assert messages[1]["content"][1]["text"] == own
+    assert oracle.user_texts()[0] == own and oracle.user_texts()[-1].startswith(own + " Note: ")
