@@ -256,6 +256,7 @@ def cot(
             "kept at first try / after a retry", f"{figures['kept_first_try']} / {figures['recovered']}"
         )
         table.add_row("dropped after all retries", str(figures["dropped"]))
+        table.add_row("kept, but cut to keep the balance", str(figures["kept_not_written"]))
         table.add_row("malformed attempts", str(figures["malformed"]))
         table.add_row("rejected attempts by reason", json.dumps(figures["rejections"]))
         judge = figures["judge"]
