@@ -14,10 +14,12 @@ Curation is automatic and per attempt:
 * **format and tool validity**: a fail-safe (unparseable turn, cut-off turn, failed tool call, too many
   calls, deadline, backend error) rejects the attempt; the teacher runs with ``max_tool_errors=0``
   because a trajectory with a failed call is never kept, so there is no point letting it go on;
-* **agreement with the label**: the verdict must match; a defective part's type must name the label's
-  defect (after the metric's normalisation, or above ``min_type_similarity``; the stored answer then uses
-  the dataset's spelling, so a set speaks one vocabulary) and its box must touch the mask; a good part
-  must answer without a box;
+* **agreement with the label**: the verdict must match, and so must the stated confidence (the
+  probability of a defect: at least 0.5 for a defect, below for a good part, or the station's decision
+  would contradict the answer); a defective part's type must name the label's defect (after the
+  metric's normalisation, or above ``min_type_similarity``; the stored answer then uses the dataset's
+  spelling, so a set speaks one vocabulary) and its box must touch the mask; a good part must answer
+  without a type or a box;
 * **self-correction**: a rejected attempt is retried up to ``retries`` times. With ``hints="feedback"``
   the retry's inspection request carries a short note on what went wrong (the parse error, the failing
   tool, "the verdict was wrong"); with ``hints="label"`` it states the label (STaR-style
@@ -74,6 +76,7 @@ WRONG_VERDICT = "wrong_verdict"
 WRONG_TYPE = "wrong_type"
 BOX_MISS = "box_miss"
 FIELDS_ON_GOOD = "fields_on_good"
+CONFIDENCE_DISAGREES = "confidence_disagrees"
 HINT_ECHO = "hint_echo"
 INVALID = "invalid"
 JUDGE_LOW = "judge_low"
@@ -108,6 +111,8 @@ _FEEDBACK = {
     "carefully, zooming in with crop where needed, and box exactly that region.",
     FIELDS_ON_GOOD: "A previous inspection named a defect type or a box for a part it judged good. A good "
     'part\'s answer has "type": null and "bbox": null.',
+    CONFIDENCE_DISAGREES: 'A previous answer stated a "confidence" on the wrong side of its own verdict. '
+    '"confidence" is the probability that the part is defective: high for a defect, low for a good part.',
     HINT_ECHO: "Reason only from what you see in the image and in the tools' results.",
     INVALID: "A previous reply broke the answer format. Follow the answer format exactly.",
     JUDGE_LOW: "Ground every statement in what the image or the tools' results show, and call a tool only "
@@ -549,6 +554,10 @@ class ModelTeacher(Teacher):
             raise _Reject(WRONG_VERDICT, f"answered {said}, labelled {sample.defect}")
         if not sample.label and (answer.bbox is not None or answer.type is not None):
             raise _Reject(FIELDS_ON_GOOD, f"a good part answered with {answer.payload()}")
+        if answer.confidence is not None and (answer.confidence >= 0.5) != answer.anomaly:
+            raise _Reject(
+                CONFIDENCE_DISAGREES, f"anomaly {answer.anomaly} with confidence {answer.confidence}"
+            )
         if sample.label and answer.type != sample.defect:
             raise _Reject(WRONG_TYPE, f"answered type {answer.type!r}, labelled {sample.defect!r}")
         if sample.label and mask is not None and mask.any() and self.require_box_hit:

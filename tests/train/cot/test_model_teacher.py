@@ -487,3 +487,20 @@ def test_a_station_with_its_own_request_gets_trajectories_with_that_request(samp
     own = user_text(samples[0].category, config.instruction)
     assert messages[1]["content"][1]["text"] == own
     assert oracle.user_texts()[0] == own and oracle.user_texts()[-1].startswith(own + " Note: ")
+
+
+def test_a_confidence_against_the_verdict_is_rejected(samples):
+    defective = next(s for s in samples if s.label)
+
+    def behaviour(sample: Sample, attempt: int, request: str) -> str:
+        if attempt == 1:  # "defective", but a 0.2 probability of a defect: the station would accept it
+            box = defect_box(sample.load_mask())
+            return Answer(True, sample.defect, box, 0.2, think_block("A defect.")).text
+        return correct_answer(sample)
+
+    oracle = Oracle(samples, behaviour)
+    with _teacher(oracle.backend) as teacher:
+        teacher.trajectory(defective, np.random.default_rng(0))
+    first, second = teacher.last_outcome.attempts
+    assert first.code == "confidence_disagrees" and second.kept
+    assert "probability that the part is defective" in second.hint
