@@ -62,6 +62,19 @@ class SFTRunConfig:
         default=None,
         metadata={"help": "Image budget in pixels (default: the checkpoint's own); use the station's value."},
     )
+    warmup_ratio: float = field(
+        default=0.0, metadata={"help": "Share of the steps spent warming the learning rate up linearly."}
+    )
+    lr_scheduler_type: str = field(
+        default="linear", metadata={"help": "transformers scheduler name: linear, cosine, constant, ..."}
+    )
+    freeze_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the vision tower (patch embedding, blocks, mergers) fixed: train only the language "
+            "model, as Qwen-VL fine-tunes usually do, or after the vision tower was pretrained on its own."
+        },
+    )
     gradient_checkpointing: bool = field(
         default=True,
         metadata={"help": "Recompute activations in the backward pass: less memory, ~30% slower."},
@@ -104,6 +117,8 @@ class SFTRunConfig:
             raise SFTConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.lora and not self.lora_target_modules:
             raise SFTConfigError("lora_target_modules is empty: LoRA would train nothing")
+        if not 0 <= self.warmup_ratio < 1:
+            raise SFTConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise SFTConfigError(f"max_pixels must be at least 1, got {self.max_pixels}")
 

@@ -145,11 +145,15 @@ def run_sft(config: SFTRunConfig) -> Path:
         use_safetensors=True,
         local_files_only=True,
     )
+    if config.freeze_vision_tower:
+        model.model.visual.requires_grad_(False)
     args = SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=config.num_train_epochs,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps in transformers 5
+        lr_scheduler_type=config.lr_scheduler_type,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         gradient_checkpointing=config.gradient_checkpointing,

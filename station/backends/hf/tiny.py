@@ -9,6 +9,8 @@ detector. Everything is a function of the seed, so two builds write the same byt
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -96,23 +98,59 @@ def build_tokenizer() -> Qwen2Tokenizer:
     return tokenizer
 
 
-def build_config(tokenizer: Qwen2Tokenizer) -> Qwen3VLConfig:
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes of a small Qwen3-VL: the tests' tiny fixture, or the demo model trained from it."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 16
+    # M-RoPE: temporal, height, width sections of the head_dim / 2 frequencies; they must sum to head_dim / 2
+    mrope_section: tuple[int, int, int] = (4, 2, 2)
+    vision_depth: int = 2
+    vision_hidden_size: int = 32
+    vision_intermediate_size: int = 64
+    vision_num_heads: int = 2
+    patch_size: int = 16
+    deepstack_visual_indexes: tuple[int, ...] = (0,)
+    min_pixels: int = MIN_PIXELS
+    max_pixels: int = MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if sum(self.mrope_section) != self.head_dim // 2:
+            raise ValueError(
+                f"mrope_section {self.mrope_section} must sum to head_dim / 2 = {self.head_dim // 2}"
+            )
+        if any(not 0 <= i < self.vision_depth for i in self.deepstack_visual_indexes):
+            raise ValueError("deepstack_visual_indexes must name vision layers")
+        if len(self.deepstack_visual_indexes) > self.num_hidden_layers:
+            raise ValueError("more deepstack levels than language-model layers to inject them into")
+
+
+TINY_SHAPE = ModelShape()
+
+
+def build_config(tokenizer: Qwen2Tokenizer, shape: ModelShape = TINY_SHAPE) -> Qwen3VLConfig:
     ids = tokenizer.convert_tokens_to_ids
+    # the vision tower's learned position table covers the largest patch grid the processor produces
+    grid_side = math.isqrt(shape.max_pixels) // shape.patch_size
     return Qwen3VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "head_dim": 16,
+            "hidden_size": shape.hidden_size,
+            "intermediate_size": shape.intermediate_size,
+            "num_hidden_layers": shape.num_hidden_layers,
+            "num_attention_heads": shape.num_attention_heads,
+            "num_key_value_heads": shape.num_key_value_heads,
+            "head_dim": shape.head_dim,
             "max_position_embeddings": 32768,
-            # M-RoPE: temporal, height, width sections of the head_dim / 2 frequencies, interleaved.
             "rope_parameters": {
                 "rope_type": "default",
                 "rope_theta": 5_000_000.0,
-                "mrope_section": [4, 2, 2],
+                "mrope_section": list(shape.mrope_section),
                 "mrope_interleaved": True,
             },
             "bos_token_id": ids("<|endoftext|>"),
@@ -120,16 +158,16 @@ def build_config(tokenizer: Qwen2Tokenizer) -> Qwen3VLConfig:
             "pad_token_id": ids("<|endoftext|>"),
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "patch_size": 16,
+            "depth": shape.vision_depth,
+            "hidden_size": shape.vision_hidden_size,
+            "intermediate_size": shape.vision_intermediate_size,
+            "num_heads": shape.vision_num_heads,
+            "patch_size": shape.patch_size,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
-            "out_hidden_size": 64,
-            "num_position_embeddings": 256,
-            "deepstack_visual_indexes": [0],
+            "out_hidden_size": shape.hidden_size,
+            "num_position_embeddings": max(256, grid_side * grid_side),
+            "deepstack_visual_indexes": list(shape.deepstack_visual_indexes),
         },
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
@@ -137,6 +175,17 @@ def build_config(tokenizer: Qwen2Tokenizer) -> Qwen3VLConfig:
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
     )
+
+
+def save_processor(out: Path, tokenizer: Qwen2Tokenizer, shape: ModelShape) -> None:
+    image_processor = QwenVLImageProcessor(
+        patch_size=shape.patch_size,
+        min_pixels=shape.min_pixels,
+        max_pixels=shape.max_pixels,
+        image_mean=(0.5,) * 3,
+        image_std=(0.5,) * 3,
+    )
+    QwenVLProcessor(image_processor, tokenizer, chat_template=chat_template()).save_pretrained(out)
 
 
 def build_tiny_model(out: str | Path, seed: int = 0) -> Path:
@@ -148,13 +197,6 @@ def build_tiny_model(out: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).eval()
     model.save_pretrained(out)
-    image_processor = QwenVLImageProcessor(
-        patch_size=16,
-        min_pixels=MIN_PIXELS,
-        max_pixels=MAX_PIXELS,
-        image_mean=(0.5,) * 3,
-        image_std=(0.5,) * 3,
-    )
-    QwenVLProcessor(image_processor, tokenizer, chat_template=chat_template()).save_pretrained(out)
+    save_processor(out, tokenizer, TINY_SHAPE)
     (out / "README.md").write_text(f"# Tiny Qwen3-VL (seed {seed})\n\n{NOTICE}\n", encoding="utf-8")
     return out
