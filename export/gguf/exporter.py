@@ -18,6 +18,7 @@ to other types.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -33,6 +34,7 @@ from typing import Literal
 from export.manifest import Manifest, package_versions
 from station.backends.base import BackendError
 from station.backends.hf.loading import check_model_dir
+from station.backends.hf.processor import PREPROCESSOR_CONFIG, QwenVLImageProcessor
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,22 @@ def _quantize(src: Path, dst: Path, quant: str) -> None:
         raise BackendError(f"llama_model_quantize {quant} failed on {src} (status {status})")
 
 
+def image_bounds(model_dir: Path) -> dict[str, int]:
+    """The checkpoint's image geometry, which the mmproj does not carry: llama.cpp would otherwise size
+    Qwen-VL images between its own defaults (8 to 4096 tokens), not the checkpoint's ``min/max_pixels``."""
+    try:
+        config = json.loads((model_dir / PREPROCESSOR_CONFIG).read_text(encoding="utf-8"))
+        processor = QwenVLImageProcessor.from_config(config)
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"cannot read {model_dir / PREPROCESSOR_CONFIG}: {exc}") from exc
+    return {
+        "patch_size": processor.patch_size,
+        "merge_size": processor.merge_size,
+        "min_pixels": processor.min_pixels,
+        "max_pixels": processor.max_pixels,
+    }
+
+
 def export_gguf(
     model_dir: str | Path,
     out_dir: str | Path,
@@ -170,13 +188,15 @@ def export_gguf(
     *,
     pre_tokenizer: str = "qwen2",
 ) -> Manifest:
-    """Write ``model.gguf`` (text, ``quant``), ``mmproj.gguf`` (vision, f16) and ``manifest.json``."""
+    """Write ``model.gguf`` (text, ``quant``), ``mmproj.gguf`` (vision, f16) and ``manifest.json`` (with the
+    checkpoint's image bounds, which the gguf backend needs); run it with ``--backend gguf --model OUT``."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if quant not in QUANTS:
         raise ValueError(f"quant must be one of {', '.join(QUANTS)}, got {quant!r}")
     if check_model_dir(model_dir) != "qwen3_vl":
         raise BackendError(f"{model_dir}: only dense Qwen3-VL checkpoints are exported to GGUF here")
     converter = find_converter()
+    bounds = image_bounds(model_dir)
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -203,6 +223,7 @@ def export_gguf(
             "model": MODEL,
             "mmproj": MMPROJ,
             "mmproj_quantization": "f16",
+            "image_processor": bounds,
             "pre_tokenizer_fallback": pre_tokenizer if fell_back else None,
             "export_s": round(time.monotonic() - started, 2),
         },
