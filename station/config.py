@@ -29,10 +29,15 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    backend: Literal["hf", "onnx", "scripted", "openai"] = "hf"
-    model: str = Field(description="Model directory (hf), server model name (openai), or script (scripted).")
+    backend: Literal["hf", "onnx", "gguf", "scripted", "openai"] = "hf"
+    model: str = Field(
+        description="Model directory (hf), export directory (onnx, gguf), server model name (openai), "
+        "or script (scripted)."
+    )
     adapter: str | None = Field(None, description="LoRA adapter directory on top of the model (hf).")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (hf).")
+    device: str = Field(
+        "auto", description="auto, cpu, cuda or cuda:N (hf); cpu keeps onnx and gguf off the GPU."
+    )
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai).")
 
 
@@ -137,7 +142,8 @@ class StationConfig(_Strict):
             }
         )
         model = self.model
-        if model.backend == "hf" and not Path(model.model).is_absolute() and (base / model.model).exists():
+        local = model.backend in ("hf", "onnx", "gguf")  # the model is a directory on this machine
+        if local and not Path(model.model).is_absolute() and (base / model.model).exists():
             model = model.model_copy(update={"model": str(base / model.model)})
         priors = [rel(p) for p in self.priors]
         return self.model_copy(update={"audit": audit, "model": model, "priors": priors})

@@ -1,4 +1,4 @@
-"""Model backends behind one interface (`base`): hf, scripted, openai.
+"""Model backends behind one interface (`base`): hf, onnx, gguf, scripted, openai.
 
 Backends with heavy dependencies are imported only when asked for, so the station and its tests run
 without torch or the openai client installed.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from station.backends.base import Backend, BackendError, Generation, Session
 
-BACKENDS = ("hf", "onnx", "scripted", "openai")
+BACKENDS = ("hf", "onnx", "gguf", "scripted", "openai")
 
 
 def load_backend(
@@ -19,8 +19,8 @@ def load_backend(
     device: str = "auto",
     base_url: str | None = None,
 ) -> Backend:
-    """Open a backend by name. ``model`` is a directory (hf), an export directory (onnx), a script spec
-    (scripted) or a server-side model name (openai)."""
+    """Open a backend by name. ``model`` is a directory (hf), an export directory (onnx, gguf), a script spec
+    (scripted) or a server-side model name (openai). ``device="cpu"`` keeps onnx and gguf off the GPU."""
     if kind == "scripted":
         from station.backends.scripted import ScriptedBackend
 
@@ -46,6 +46,19 @@ def load_backend(
             raise BackendError(f"the onnx backend needs the 'onnx' (CPU) or 'gpu' extra: {exc}") from exc
         gpu = device != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
         return OnnxBackend(model, providers=GPU_PROVIDERS if gpu else ("CPUExecutionProvider",))
+    if kind == "gguf":
+        try:
+            import llama_cpp
+
+            from station.backends.gguf import GGUFBackend
+        except ImportError as exc:
+            raise BackendError(
+                "the gguf backend needs the 'gguf' extra (pip install 'indus-station[gguf]'; "
+                f"llama-cpp-python builds from source, see the README): {exc}"
+            ) from exc
+        # auto: every layer on the GPU when llama.cpp was built with one; cuda: asked for (warns if not)
+        gpu = device != "cpu" and (device != "auto" or llama_cpp.llama_supports_gpu_offload())
+        return GGUFBackend(model, n_gpu_layers=-1 if gpu else 0)
     if kind == "openai":
         if not base_url:
             raise BackendError("the openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1")
