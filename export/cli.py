@@ -58,8 +58,9 @@ def check(
     min_verdict_agreement: float,
     as_json: bool,
 ) -> None:
-    """Run MODEL (torch, CPU fp32) and the export in EXPORT through the same greedy agent loop and fail when
-    their turns or verdicts agree less than the bars; the result goes into the export's manifest."""
+    """Run MODEL (torch, CPU fp32) and the export in EXPORT (onnx or gguf, on the CPU) through the same
+    greedy agent loop and fail when their turns or verdicts agree less than the bars; the result goes into
+    the export's manifest."""
     if bool(images) == bool(synthetic):
         raise click.UsageError("give either --images or --synthetic N")
     from export.parity import check_export, synthetic_parts
@@ -85,7 +86,8 @@ def check(
             click.echo(
                 f"{name}: tokens {part['token_agreement']:.4f}, verdict "
                 f"{'same' if part['verdict_equal'] else 'DIFFERENT'} "
-                f"(torch {verdicts['torch']['decision']}, onnx {verdicts['onnx']['decision']})"
+                f"(torch {verdicts['torch']['decision']}, {result['format']} "
+                f"{verdicts[result['format']]['decision']})"
             )
         click.echo(
             f"overall: token agreement {result['token_agreement']:.4f}, verdict agreement "
@@ -105,9 +107,8 @@ def check(
     "--fetch-converter", is_flag=True, help="First fetch llama.cpp's converter (llama-cpp-python sdist)."
 )
 def gguf(model_dir: Path | None, quant: str, out: Path | None, fetch_converter: bool) -> None:
-    """Export MODEL as a GGUF text model and an mmproj (llama.cpp's own converter) with a manifest.
-
-    There is no gguf backend yet: the files are for llama.cpp tools and the coming backend."""
+    """Export MODEL as a GGUF text model and an mmproj (llama.cpp's own converter) with a manifest; run it
+    with `--backend gguf --model OUT`, check it with `indus export check`."""
     try:
         from export.gguf import export_gguf
         from export.gguf import fetch_converter as fetch

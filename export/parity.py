@@ -1,5 +1,8 @@
 """Does an export still compute what the checkpoint computes? torch (hf backend) vs the export, turn by turn.
 
+The export is an `indus export onnx` or `indus export gguf` directory (its manifest says which); both run on
+the CPU here, as torch does (fp32), so the check measures the export and not a device's arithmetic.
+
 A random or barely trained model seldom writes protocol turns, so each round's turn is forced (`ForcedTurn`)
 and both backends score the same token sequence: the comparison covers the whole multi-round conversation
 (cached continuations with new images included), not just a first prompt. Compared per step: the greedy
@@ -20,10 +23,10 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from export.manifest import Manifest
+from export.manifest import Manifest, ManifestError
 from station.agent import Agent
 from station.agent_config import AgentConfig
-from station.backends.base import Backend, Generation, Session
+from station.backends.base import Backend, BackendError, Generation, Session
 from station.backends.hf import HFBackend
 from station.protocol import Answer, ToolCall, ToolCalls, assistant_message, opening_messages, tool_message
 from station.protocol.turns import think_block
@@ -53,8 +56,11 @@ class ForcedTurn(LogitsProcessor):
         return forced
 
 
-def fit_messages(messages: list[dict], size: tuple[int, int]) -> list[dict]:
-    """``messages`` with every image resized as the onnx backend resizes it, for the torch side."""
+def fit_messages(messages: list[dict], size: tuple[int, int] | None) -> list[dict]:
+    """``messages`` with every image resized as the onnx backend resizes it, for the torch side (as they are
+    when ``size`` is None)."""
+    if size is None:
+        return messages
     from station.backends.onnx import fit_image
 
     def fit(part: dict) -> dict:
@@ -67,10 +73,18 @@ def fit_messages(messages: list[dict], size: tuple[int, int]) -> list[dict]:
 
 
 def run_rounds(
-    backend: Backend, recorder: ForcedTurn, rounds: Sequence[tuple[list[dict], str]], tools: list[dict]
+    backend: Backend,
+    recorder: ForcedTurn,
+    rounds: Sequence[tuple[list[dict], str]],
+    tools: list[dict],
+    tokenizer: Any = None,
 ) -> list[tuple[Any, torch.Tensor]]:
-    """Each round's generation and recorded scores, in one session (so the KV cache carries over)."""
-    tokenizer = backend.tokenizer  # type: ignore[attr-defined]  # hf and onnx backends both have one
+    """Each round's generation and recorded scores, in one session (so the KV cache carries over).
+
+    ``tokenizer`` spells the forced turns (default: the backend's own); give both sides of a comparison the
+    same one, so they are forced through the same token ids.
+    """
+    tokenizer = tokenizer or backend.tokenizer  # type: ignore[attr-defined]  # hf, onnx and gguf have one
     results = []
     with backend.open_session(tools) as session:
         for messages, turn in rounds:
@@ -78,6 +92,37 @@ def run_rounds(
             generation = session.generate(messages, max_new_tokens=len(recorder.tokens) + 1)
             results.append((generation, torch.stack(recorder.scores)))
     return results
+
+
+def load_export(export_dir: Path, turns: ForcedTurn) -> tuple[Any, tuple[int, int] | None]:
+    """The export's backend on the CPU behind ``turns``, and the one image size it takes (None: any size).
+
+    The ONNX vision graph takes one size, so torch must see the same resized images; the GGUF backend
+    sizes images as the hf processor does, so both sides see the originals.
+    """
+    try:
+        kind = Manifest.read(export_dir).format
+    except ManifestError as exc:
+        raise BackendError(str(exc)) from exc
+    if kind == "onnx":
+        from station.backends.onnx import OnnxBackend
+
+        onnx = OnnxBackend(export_dir, logits_processors=[turns])
+        return onnx, tuple(onnx.manifest.extra["image_size"])
+    if kind == "gguf":
+        try:
+            from station.backends.gguf import GGUFBackend
+        except ImportError as exc:
+            raise BackendError(f"checking a GGUF export needs the 'gguf' extra: {exc}") from exc
+        return GGUFBackend(export_dir, n_gpu_layers=0, logits_processors=[turns]), None
+    raise BackendError(f"{export_dir} holds a {kind!r} export: only onnx and gguf exports can be checked")
+
+
+def runtime_facts(backend: Any) -> dict[str, Any]:
+    """Where the export ran: the providers onnxruntime really used, or llama.cpp's device."""
+    if hasattr(backend, "providers_in_use"):
+        return {"providers": backend.providers_in_use}
+    return {"device": backend.device}
 
 
 class Runtimes:
@@ -88,12 +133,10 @@ class Runtimes:
     """
 
     def __init__(self, model_dir: str | Path, export_dir: str | Path):
-        from station.backends.onnx import OnnxBackend
-
         self.export_dir = Path(export_dir)
-        self.onnx_turns = ForcedTurn()
-        self.onnx = OnnxBackend(self.export_dir, logits_processors=[self.onnx_turns])
-        self.size: tuple[int, int] = tuple(self.onnx.manifest.extra["image_size"])
+        self.export_turns = ForcedTurn()
+        self.export, self.size = load_export(self.export_dir, self.export_turns)
+        self.name: str = self.export.name  # "onnx" or "gguf": the key of the export's figures
         self.torch_turns = ForcedTurn()
         self.reference = HFBackend(
             model_dir, device="cpu", dtype="float32", generate_kwargs={"logits_processor": [self.torch_turns]}
@@ -109,19 +152,21 @@ def check_parity(
     record: bool = True,
     runtimes: Runtimes | None = None,
 ) -> dict[str, Any]:
-    """Torch vs the ONNX export over ``rounds`` (each: the conversation so far, the turn to force).
+    """Torch vs the export over ``rounds`` (each: the conversation so far, the turn to force).
 
     Each round's messages must extend the previous round's with that round's forced turn (as the agent
-    loop builds them). Images are resized to the export's grid for both sides. With ``record`` the result
-    goes into the export's manifest (``parity``). ``runtimes`` reuses backends already loaded.
+    loop builds them). For an ONNX export, images are resized to its grid for both sides. Both sides are
+    forced through the same token ids (the checkpoint's tokenizer). With ``record`` the result goes into
+    the export's manifest (``parity``). ``runtimes`` reuses backends already loaded.
     """
     runtimes = runtimes or Runtimes(model_dir, export_dir)
-    onnx = runtimes.onnx
+    export, name = runtimes.export, runtimes.name
     fitted = [(fit_messages(messages, runtimes.size), turn) for messages, turn in rounds]
+    tokenizer = runtimes.reference.tokenizer
     per_round = []
     for (ref_gen, ref_scores), (gen, scores) in zip(
-        run_rounds(runtimes.reference, runtimes.torch_turns, fitted, tools),
-        run_rounds(onnx, runtimes.onnx_turns, rounds, tools),
+        run_rounds(runtimes.reference, runtimes.torch_turns, fitted, tools, tokenizer),
+        run_rounds(export, runtimes.export_turns, rounds, tools, tokenizer),
         strict=True,
     ):
         finite = torch.isfinite(ref_scores) & torch.isfinite(scores)
@@ -131,15 +176,17 @@ def check_parity(
                 "greedy_equal": bool(torch.equal(ref_scores.argmax(-1), scores.argmax(-1))),
                 "greedy_agreement": float((ref_scores.argmax(-1) == scores.argmax(-1)).float().mean()),
                 "max_abs_logit_diff": float((ref_scores - scores)[finite].abs().max()),
-                "prefill_tokens": {"torch": ref_gen.prefill_tokens, "onnx": gen.prefill_tokens},
-                "prefill_s": {"torch": ref_gen.prefill_s, "onnx": gen.prefill_s},
-                "decode_s": {"torch": ref_gen.decode_s, "onnx": gen.decode_s},
+                "prefill_tokens": {"torch": ref_gen.prefill_tokens, name: gen.prefill_tokens},
+                "prefill_s": {"torch": ref_gen.prefill_s, name: gen.prefill_s},
+                "decode_s": {"torch": ref_gen.decode_s, name: gen.decode_s},
                 "text_equal": ref_gen.text == gen.text,
+                "verdict_prob": {"torch": ref_gen.verdict_prob, name: gen.verdict_prob},
             }
         )
     result = {
-        "quantization": onnx.manifest.quantization,
-        "providers": onnx.providers_in_use,
+        "format": name,
+        "quantization": export.manifest.quantization,
+        **runtime_facts(export),
         "rounds": per_round,
         "greedy_equal": all(r["greedy_equal"] for r in per_round),
         "max_abs_logit_diff": max(r["max_abs_logit_diff"] for r in per_round),
@@ -201,7 +248,7 @@ def forced_rounds(frame: np.ndarray) -> list[tuple[list[dict], str]]:
 
 
 class _FittedSession(Session):
-    def __init__(self, inner: Session, size: tuple[int, int]):
+    def __init__(self, inner: Session, size: tuple[int, int] | None):
         self._inner, self._size = inner, size
 
     def generate(
@@ -216,10 +263,10 @@ class _FittedSession(Session):
 
 
 class FittedBackend(Backend):
-    """The torch backend seeing every image (frame and tool observations) at the export's fixed size, so a
-    disagreement is the runtime's and not the resize's."""
+    """The torch backend seeing every image (frame and tool observations) at the export's fixed size (ONNX;
+    ``size`` None leaves them as they are), so a disagreement is the runtime's and not the resize's."""
 
-    def __init__(self, inner: HFBackend, size: tuple[int, int]):
+    def __init__(self, inner: HFBackend, size: tuple[int, int] | None):
         self.inner, self.size, self.name = inner, size, inner.name
 
     @property
@@ -241,8 +288,9 @@ def _ratio(same: int, total: int) -> float:
     return same / total if total else 1.0
 
 
-def compare_verdicts(tokenizer: Any, reference: Verdict, candidate: Verdict) -> dict[str, Any]:
-    """One part's torch and export verdicts, round by round (a round one side never reached is a miss)."""
+def compare_verdicts(tokenizer: Any, reference: Verdict, candidate: Verdict, name: str) -> dict[str, Any]:
+    """One part's torch and export verdicts, round by round (a round one side never reached is a miss);
+    ``name`` keys the export's side."""
     rounds, same, total = [], 0, 0
     for ref, cand in zip_longest(reference.trace, candidate.trace):
         ref_text, cand_text = (ref.text if ref else ""), (cand.text if cand else "")
@@ -263,7 +311,7 @@ def compare_verdicts(tokenizer: Any, reference: Verdict, candidate: Verdict) -> 
         "verdict_equal": all(a == b for a, b in fields.values()),
         "verdicts": {
             "torch": {k: v[0] for k, v in fields.items()},
-            "onnx": {k: v[1] for k, v in fields.items()},
+            name: {k: v[1] for k, v in fields.items()},
         },
     }
 
@@ -289,15 +337,15 @@ def check_export(
         raise ValueError("check_export needs at least one image")
     runtimes = Runtimes(model_dir, export_dir)
     config = AgentConfig(max_new_tokens=max_new_tokens, deadline_s=3600.0)
-    tokenizer = runtimes.onnx.tokenizer
-    agents = Agent(FittedBackend(runtimes.reference, runtimes.size), config), Agent(runtimes.onnx, config)
+    tokenizer = runtimes.reference.tokenizer  # one tokenizer counts both sides' tokens
+    agents = Agent(FittedBackend(runtimes.reference, runtimes.size), config), Agent(runtimes.export, config)
     per_part = {}
     try:
         for name, image in parts:
             runtimes.torch_turns.play(None)
-            runtimes.onnx_turns.play(None)
+            runtimes.export_turns.play(None)
             reference, candidate = (agent.inspect(image, part_id=name) for agent in agents)
-            per_part[name] = compare_verdicts(tokenizer, reference, candidate)
+            per_part[name] = compare_verdicts(tokenizer, reference, candidate, runtimes.name)
     finally:
         for agent in agents:
             agent.close()
@@ -325,7 +373,9 @@ def check_export(
         if value < bar
     ]
     result = {
-        "quantization": runtimes.onnx.manifest.quantization,
+        "format": runtimes.name,
+        "quantization": runtimes.export.manifest.quantization,
+        **runtime_facts(runtimes.export),
         "max_new_tokens": max_new_tokens,
         "bars": {"min_token_agreement": min_token_agreement, "min_verdict_agreement": min_verdict_agreement},
         "parts": per_part,
