@@ -59,6 +59,15 @@ class GRPORunConfig:
         default=4, metadata={"help": "Tool rounds per rollout before the trajectory is cut off."}
     )
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
+    probe_tools: bool = field(
+        default=True,
+        metadata={
+            "help": "Measure each tool call's confidence gain (the policy's P(correct verdict) with the "
+            "answer forced before and after the observation) so R_tool can pay reward.alpha; one extra "
+            "forward per tool call, sharing a KV cache along the rollout. false: every call just costs "
+            "reward.beta."
+        },
+    )
     max_pixels: int | None = field(
         default=None, metadata={"help": "Image budget in pixels (default: the checkpoint's own)."}
     )
