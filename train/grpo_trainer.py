@@ -225,6 +225,10 @@ class VerdictProbe:
     of one group share the prompt's prefill (and q0): the cache is cut back to the prompt and reused. So a
     batch costs about one extra prefill of its tool-using rollouts (not a decode) plus ~10 tokens per tool
     call: m + 1 forwards for a rollout's m tool calls, one fewer when its group's prompt is already cached.
+    Measured on the tiny model (2 CPU threads, `tests/train/test_grpo.py`'s scripted rollouts): a rollout
+    with three tool calls costs 4 forwards over 1736 tokens (1288 of them the prompt), about 0.25 s warm;
+    a plain forward on each prefix would feed 5974 tokens, 3.4 times as many. Rollouts without tools cost
+    only the token walk (about a millisecond).
 
     TRL does not expose its generation cache (and re-prefills each tool round itself), so the probe keeps its
     own. M-RoPE positions are computed once over the whole rollout with the model's rope index and sliced per
