@@ -78,9 +78,7 @@ class BranchTokens:
         return [i for i in ids if i is not None]
 
 
-def branch_probabilities(
-    scores: torch.Tensor, yes_ids: list[int], no_ids: list[int]
-) -> tuple[float, float]:
+def branch_probabilities(scores: torch.Tensor, yes_ids: list[int], no_ids: list[int]) -> tuple[float, float]:
     """(P(yes branch), P(no branch)) from one step's logits over the vocabulary, softmax in float32."""
     probs = scores.float().softmax(-1)
     return float(probs[yes_ids].sum()), float(probs[no_ids].sum())
