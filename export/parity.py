@@ -114,7 +114,9 @@ def load_export(export_dir: Path, turns: ForcedTurn) -> tuple[Any, tuple[int, in
             from station.backends.gguf import GGUFBackend
         except ImportError as exc:
             raise BackendError(f"checking a GGUF export needs the 'gguf' extra: {exc}") from exc
-        return GGUFBackend(export_dir, n_gpu_layers=0, logits_processors=[turns]), None
+        # as many threads as torch: llama.cpp's default (every core for prefill) crawls on a shared CPU
+        gguf = GGUFBackend(export_dir, n_threads=torch.get_num_threads(), logits_processors=[turns])
+        return gguf, None
     raise BackendError(f"{export_dir} holds a {kind!r} export: only onnx and gguf exports can be checked")
 
 
