@@ -29,6 +29,7 @@ from station.backends import Backend, load_backend
 from station.camera.base import Frame, FrameSource
 from station.camera.zmq_source import open_source
 from station.config import StationConfig
+from station.models import resolve_model
 from station.observability.live import LiveState
 from station.observability.metrics import StationMetrics
 from station.observability.server import ObservabilityServer
@@ -90,7 +91,7 @@ class Station:
         self.config = config
         self.backend = backend or load_backend(
             config.model.backend,
-            config.model.model,
+            resolve_model(config.model.model) if config.model.backend == "hf" else config.model.model,
             adapter=config.model.adapter,
             device=config.model.device,
             base_url=config.model.base_url,

@@ -3,8 +3,9 @@
 The station runs exactly as `indus run` does (camera over ZeroMQ on loopback, PLC over a real pty); the parts
 are fresh synthetic parts with known labels, so the summary can say how many verdicts were right.
 
-The embedded default model is the tiny random Qwen3-VL until the trained demo model exists: it exercises
-every path of the station, but its verdicts are not detections, and the demo says so.
+The embedded default model is the demo model shipped in ``station/models/demo`` (trained from random
+weights on synthetic parts by `indus train demo`). A checkout without it falls back to the tiny random
+Qwen3-VL, which exercises every path of the station but whose verdicts are not detections, and says so.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from station.camera.simulator import CameraSimulator, generated_parts
 from station.camera.zmq_source import CameraConfig
 from station.config import AuditConfig, HttpConfig, ModelConfig, ProductRecipe, StationConfig
 from station.daemon import Station
+from station.models import shipped_demo_model
 from station.plc.config import PlcConfig
 from station.plc.simulator import PlcSimulator
 
@@ -37,9 +39,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("INDUS_CACHE", Path.home() / ".cache" / "indus-station"))
 
 
+DEMO_NOTICE = (
+    "The embedded default model is the 4 M-parameter demo model, trained from random weights on synthetic "
+    "parts only (station/models/demo/README.md): it knows the six synthetic categories, not real parts."
+)
+
+
 def embedded_model() -> tuple[Path, str]:
-    """The default model directory (built on first use) and the notice that describes it."""
+    """The default model directory and the notice that describes it: the shipped demo model, or the tiny
+    random model (built on first use) where the package carries none."""
     from station.backends.hf.tiny import build_tiny_model
+
+    shipped = shipped_demo_model()
+    if shipped is not None:
+        return shipped, DEMO_NOTICE
 
     path = cache_dir() / "tiny-qwen3-vl-seed0"
     if not (path / "model.safetensors").is_file():

@@ -19,6 +19,7 @@ from tools.prior import PriorStore
 from train.cot import ProgrammaticTeacher, Teacher, build_trajectories
 from train.cot.dataset import CURATION_FILE
 from train.cot.model_teacher import HINT_MODES, JUDGE_TIMEOUT_S, HintMode, Judge, ModelTeacher
+from train.demo_cli import demo
 
 
 @click.group()
@@ -303,3 +304,6 @@ def _model_teacher(
         priors=PriorStore.default(prior_dirs, embedder="lexical"),
         **options,
     )
+
+
+train.add_command(demo)

@@ -93,7 +93,7 @@ def validate(
         spec = RunSpec.create(
             dataset,
             backend=model_choice.backend,
-            model=model_choice.model,
+            model=model_choice.resolved_model,
             categories=categories,
             adapter=model_choice.adapter,
             priors=prior_dirs,

@@ -22,12 +22,28 @@ class ModelChoice:
     device: str
     base_url: str | None
 
+    @property
+    def resolved_model(self) -> str | None:
+        """The model with ``demo`` (hf) replaced by the directory of the shipped demo model."""
+        if self.model != "demo" or self.backend != "hf":
+            return self.model
+        from station.models import resolve_model
+
+        try:
+            return resolve_model(self.model)
+        except FileNotFoundError as exc:
+            raise click.ClickException(str(exc)) from exc
+
     def load(self) -> Backend:
         if not self.model:
             raise click.UsageError("missing --model")
         try:
             return load_backend(
-                self.backend, self.model, adapter=self.adapter, device=self.device, base_url=self.base_url
+                self.backend,
+                self.resolved_model,
+                adapter=self.adapter,
+                device=self.device,
+                base_url=self.base_url,
             )
         except BackendError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -53,7 +69,7 @@ def model_options(required: bool = True) -> Callable[[Callable], Callable]:
                 click.option(
                     "--model",
                     required=required,
-                    help="Model directory (hf), server model name (openai) or script (scripted).",
+                    help="Model directory or `demo` (hf), server model name (openai) or script (scripted).",
                 ),
                 click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True),
                 click.option(

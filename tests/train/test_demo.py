@@ -1,0 +1,129 @@
+"""`indus train demo`: the recipe's config, and the whole pipeline on a miniature recipe, resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+from click.testing import CliRunner
+
+from station.backends.hf.tiny import ModelShape
+from train.demo_config import DemoConfig, DemoConfigError
+
+RECIPE = Path(__file__).resolve().parents[2] / "train" / "configs" / "demo.yaml"
+MINI_SHAPE = ModelShape(max_pixels=64 * 64)  # the tests' tiny shape, 16 image tokens per part
+
+
+def test_the_shipped_recipe_loads_and_keeps_validation_unseen():
+    config = DemoConfig.from_yaml(RECIPE)
+    assert config.validation_seed not in (config.sft.synth_seed, config.grpo.synth_seed, config.vision.seed)
+    assert config.sft.trajectories <= 2 * (config.sft.synth_n // 2) * 6  # the parts exist to balance from
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"validation_seed": 1000}, "validation_seed"),
+        ({"grpo": {"num_generations": 3, "per_device_train_batch_size": 4}}, "multiple"),
+        ({"categories": ["brushed_metal", "marble"]}, "unknown"),
+        ({"grpo": {"steps": -1}}, "grpo.steps"),
+        ({"sft": {"trajectories": 1}}, "positive"),
+    ],
+)
+def test_bad_recipes_are_refused_with_the_key(change: dict, message: str):
+    with pytest.raises(DemoConfigError, match=message):
+        DemoConfig.from_dict(change)
+
+
+def mini_config(out: Path) -> DemoConfig:
+    return DemoConfig.from_dict(
+        {
+            "out_dir": str(out),
+            "image_size": 64,
+            "categories": ["brushed_metal"],
+            "max_new_tokens": 8,
+            "vision": {"steps": 2, "batch_size": 4, "warmup_steps": 1, "image_size": 64, "eval_samples": 4},
+            "sft": {
+                "trajectories": 4,
+                "synth_n": 4,
+                "per_device_train_batch_size": 2,
+                "gradient_accumulation_steps": 1,
+            },
+            "grpo": {
+                "steps": 1,
+                "synth_n": 2,
+                "num_generations": 2,
+                "per_device_train_batch_size": 2,
+                "max_completion_length": 16,
+            },
+            "validation_n": 2,
+        }
+    )
+
+
+def test_the_pipeline_runs_every_stage_resumes_and_ships_an_fp16_model(tmp_path, monkeypatch):
+    import torch
+    from safetensors import safe_open
+
+    import train.demo_trainer as demo_trainer
+    from station.backends.hf import HFBackend
+
+    monkeypatch.setattr(demo_trainer, "DEMO_SHAPE", MINI_SHAPE)
+    config = mini_config(tmp_path / "run")
+    seen: list[str] = []
+    final = demo_trainer.run_demo_training(config, on_stage=lambda name, _: seen.append(name))
+    assert seen == ["init", "vision", "cot", "sft", "validate-sft", "grpo", "validate-grpo", "final"]
+    results = demo_trainer.stage_results(config.out)
+    assert set(results) == set(seen)
+    assert results["cot"]["written"] == 4 and results["cot"]["good"] == results["cot"]["defective"] == 2
+    assert results["sft"]["steps"] == 2
+    for name in ("validate-sft", "validate-grpo"):
+        assert results[name]["images"] == 2  # the validation seed's test split: one good, one defective
+        assert 0 <= results[name]["balanced_accuracy"] <= 1
+    assert results["final"]["source"] == "grpo"
+
+    with safe_open(final / "model.safetensors", "pt") as weights:
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float16}  # noqa: SIM118
+    card = (final / "README.md").read_text(encoding="utf-8")
+    assert "indus train demo --config train/configs/demo.yaml" in card and '"validation_seed": 4242' in card
+    backend = HFBackend(final, device="cpu")
+    assert backend.model_id
+    backend.close()
+
+    # a second run finds every stage done: nothing is recomputed, the records stay as they were
+    stamps = {p: p.stat().st_mtime_ns for p in config.out.glob("*/stage.json")}
+    again: list[str] = []
+    demo_trainer.run_demo_training(config, on_stage=lambda name, _: again.append(name))
+    assert again == seen
+    assert {p: p.stat().st_mtime_ns for p in config.out.glob("*/stage.json")} == stamps
+
+    shipped = demo_trainer.ship(final, tmp_path / "package" / "demo")
+    assert {p.name for p in shipped} >= {"model.safetensors", "config.json", "tokenizer.json", "README.md"}
+
+
+def test_an_interrupted_stage_runs_again(tmp_path, monkeypatch):
+    import train.demo_trainer as demo_trainer
+
+    monkeypatch.setattr(demo_trainer, "DEMO_SHAPE", MINI_SHAPE)
+    config = mini_config(tmp_path / "run")
+    demo_trainer.run_stage(config, "init")
+    (config.out / "cot").mkdir()
+    (config.out / "cot" / "trajectories.jsonl").write_text("half a fil", encoding="utf-8")  # killed mid-write
+    result = demo_trainer.run_stage(config, "cot")
+    assert result["written"] == 4
+    lines = (config.out / "cot" / "trajectories.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4 and all(json.loads(line)["id"] for line in lines)
+
+
+def test_cli_reports_a_bad_config(tmp_path):
+    from station.cli.main import main
+
+    bad = tmp_path / "demo.yaml"
+    bad.write_text("sft: {trajectories: lots}\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["train", "demo", "--config", str(bad)])
+    assert result.exit_code != 0
+    assert "sft.trajectories" in result.output

@@ -1,0 +1,55 @@
+"""`indus train demo`: build the station's embedded demo model from nothing but synthetic parts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from station.models import DEMO_MODEL_DIR
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="YAML recipe (train/configs/demo.yaml is the shipped model's); default: the built-in recipe.",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Working folder (overrides out_dir)."
+)
+@click.option(
+    "--ship",
+    is_flag=True,
+    help=f"Copy the result into the package's demo model folder ({DEMO_MODEL_DIR}), replacing it.",
+)
+def demo(config_path: Path | None, out: Path | None, ship: bool) -> None:
+    """Train the demo model: vision pretraining, Indus-CoT, SFT and GRPO on synthetic parts, each stage
+    resumable (run the same command again after an interruption), then validation on unseen parts."""
+    from train.config_io import ConfigError
+    from train.demo_config import DemoConfig
+    from train.demo_trainer import run_demo_training
+    from train.demo_trainer import ship as ship_model
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    try:
+        config = DemoConfig.from_yaml(config_path) if config_path else DemoConfig()
+        if out is not None:
+            config.out_dir = str(out)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console = Console()
+
+    def report(stage: str, result: dict) -> None:
+        console.print(f"[bold]{stage}[/bold] {json.dumps(result)}")
+
+    final = run_demo_training(config, on_stage=report)
+    console.print(f"demo model: {final}")
+    if ship:
+        copied = ship_model(final, DEMO_MODEL_DIR)
+        console.print(f"shipped {len(copied)} files to {DEMO_MODEL_DIR}")

@@ -1,0 +1,154 @@
+"""Configuration of `indus train demo`: every number that decides the shipped demo model, in one file.
+
+The defaults are the recipe the shipped model was built with (`train/configs/demo.yaml` spells them out), so
+`indus train demo --config train/configs/demo.yaml` rebuilds it; a GPU runs the same recipe in minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from station.backends.hf.tiny import ModelShape
+from train.config_io import ConfigError, config_from_dict, load_config
+from train.vision_pretrain import VisionPretrainConfig
+
+# 4 M parameters: 8 MB in fp16. 256 px parts at patch 16 are 64 image tokens after the 2x2 merge: enough to
+# see a 1-2 px scratch, which the 16 tokens of 128 px were not.
+DEMO_SHAPE = ModelShape(
+    hidden_size=192,
+    intermediate_size=512,
+    num_hidden_layers=4,
+    num_attention_heads=6,
+    num_key_value_heads=2,
+    head_dim=32,
+    mrope_section=(8, 4, 4),
+    vision_depth=4,
+    vision_hidden_size=128,
+    vision_intermediate_size=512,
+    vision_num_heads=4,
+    patch_size=16,
+    deepstack_visual_indexes=(1, 3),
+    max_pixels=256 * 256,
+)
+
+
+class DemoConfigError(ConfigError):
+    """A demo configuration that cannot be run."""
+
+
+@dataclass
+class DemoSFTConfig:
+    trajectories: int = field(
+        default=3000, metadata={"help": "Indus-CoT trajectories (balanced) to train on."}
+    )
+    synth_n: int = field(
+        default=350, metadata={"help": "`indus synth --n` per category for the Indus-CoT source parts."}
+    )
+    synth_seed: int = field(
+        default=1000, metadata={"help": "Seed of the source parts (never a validation seed)."}
+    )
+    direct_ratio: float = field(
+        default=0.15, metadata={"help": "Share of trajectories that answer without a tool call."}
+    )
+    prior_ratio: float = field(
+        default=0.15,
+        metadata={"help": "Share that also recalls the product's prior (long text: costly on CPU)."},
+    )
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the trajectories."})
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "Peak learning rate (the LM starts from scratch)."}
+    )
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Share of the steps spent warming up."})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Trajectories per forward pass."})
+    gradient_accumulation_steps: int = field(default=2, metadata={"help": "Batches accumulated per step."})
+    freeze_vision_tower: bool = field(
+        default=True,
+        metadata={"help": "Keep the pretrained vision tower fixed while the LM learns to read it."},
+    )
+
+
+@dataclass
+class DemoGRPOConfig:
+    steps: int = field(
+        default=20, metadata={"help": "GRPO optimizer steps after SFT (0: ship the SFT model)."}
+    )
+    synth_n: int = field(
+        default=40, metadata={"help": "`indus synth --n` per category for the rollout parts."}
+    )
+    synth_seed: int = field(default=2000, metadata={"help": "Seed of the rollout parts."})
+    num_generations: int = field(default=4, metadata={"help": "Rollouts per part (the group)."})
+    per_device_train_batch_size: int = field(
+        default=4, metadata={"help": "Rollouts per step (whole groups)."}
+    )
+    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
+    beta: float = field(default=0.04, metadata={"help": "KL coefficient against the SFT policy."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
+    max_completion_length: int = field(default=512, metadata={"help": "Tokens a rollout may write in all."})
+
+
+@dataclass
+class DemoConfig:
+    out_dir: str = field(
+        default="runs/demo", metadata={"help": "Working folder; every stage resumes from it."}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "Seed of the initial weights and of every stage's data order."}
+    )
+    image_size: int = field(default=256, metadata={"help": "Side of the synthetic parts in px."})
+    categories: list[str] | None = field(
+        default=None, metadata={"help": "`indus synth` categories to train and validate on (default: all)."}
+    )
+    max_new_tokens: int = field(
+        default=384, metadata={"help": "Tokens the model may write per round when it is validated."}
+    )
+    vision: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
+    sft: DemoSFTConfig = field(default_factory=DemoSFTConfig)
+    grpo: DemoGRPOConfig = field(default_factory=DemoGRPOConfig)
+    validation_seed: int = field(
+        default=4242, metadata={"help": "Seed of the validation parts: a stream no stage trains on."}
+    )
+    validation_n: int = field(
+        default=24,
+        metadata={"help": "`indus synth --n` per category for validation (half good, half defective)."},
+    )
+
+    def __post_init__(self) -> None:
+        seeds = {self.sft.synth_seed, self.grpo.synth_seed}
+        if self.validation_seed in seeds:
+            raise DemoConfigError(
+                "validation_seed must differ from the training seeds: it measures unseen parts"
+            )
+        if self.sft.trajectories < 2 or self.sft.synth_n < 1 or self.validation_n < 2:
+            raise DemoConfigError("sft.trajectories, sft.synth_n and validation_n must be positive (>= 2)")
+        if self.categories is not None:
+            from calibration.synth.parts import CATEGORIES
+
+            unknown = sorted(set(self.categories) - set(CATEGORIES))
+            if unknown or not self.categories:
+                raise DemoConfigError(
+                    f"categories: unknown or empty {unknown}; known: {', '.join(CATEGORIES)}"
+                )
+        if self.grpo.steps < 0:
+            raise DemoConfigError("grpo.steps must be >= 0")
+        if self.grpo.steps and self.grpo.per_device_train_batch_size % self.grpo.num_generations:
+            raise DemoConfigError(
+                "grpo.per_device_train_batch_size must be a multiple of grpo.num_generations"
+            )
+
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> DemoConfig:
+        return config_from_dict(cls, data, source, _NESTED)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> DemoConfig:
+        """Relative paths in the file are kept as written: they resolve against the working directory."""
+        return load_config(cls, path, _NESTED)
+
+
+_NESTED = {"vision": VisionPretrainConfig, "sft": DemoSFTConfig, "grpo": DemoGRPOConfig}
