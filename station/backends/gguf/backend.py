@@ -142,8 +142,10 @@ class GGUFBackend(Backend):
 
     ``n_gpu_layers`` layers of the text model (-1: all) and the vision projector go to the GPU when
     llama-cpp-python was built with a GPU backend (CUDA, Metal, Vulkan...); otherwise everything runs on
-    the CPU and `device` says so. ``n_threads`` defaults to llama.cpp's choice. ``n_ctx`` bounds the tokens of
-    one conversation (images included); a conversation that outgrows it fails with a clear error.
+    the CPU and `device` says so. ``n_threads`` defaults to llama-cpp-python's choice (half the cores to
+    decode, all of them to prefill); on a CPU shared with another busy process, give fewer: llama.cpp's
+    threads spin at each step and stall when one of them loses its core. ``n_ctx`` bounds the tokens of one
+    conversation (images included); a conversation that outgrows it fails with a clear error.
     ``logits_processors`` (transformers `LogitsProcessor`s, on torch tensors) run after the verdict
     recorder, as the hf and onnx backends run theirs.
     """
@@ -203,8 +205,8 @@ class GGUFBackend(Backend):
         self.tokenizer = GGUFTokenizer(self.llm)
         self.stop_ids = [self.tokenizer.single_token(t) for t in STOP_TOKENS]
         self.suppress_ids = [self.tokenizer.single_token(t) for t in VISION_TOKENS]
+        self.branches = BranchTokens(self.tokenizer)  # reads the vocabulary once (1-2 s for a real one)
         self.logits_processors = list(logits_processors)
-        self._branches: BranchTokens | None = None
         self.lock = threading.Lock()  # one model call at a time: llama.cpp contexts are not thread-safe
         self.owner: GGUFSession | None = None  # the session whose conversation the KV cache holds
 
@@ -223,13 +225,6 @@ class GGUFBackend(Backend):
             self.llm.close()
             raise BackendError(f"{path} is not a Qwen-VL vision projector (no vision input or no M-RoPE)")
         return ctx
-
-    @property
-    def branches(self) -> BranchTokens:
-        """The verdict branch tokens, read from the vocabulary on first use (a real vocabulary takes ~1 s)."""
-        if self._branches is None:
-            self._branches = BranchTokens(self.tokenizer)
-        return self._branches
 
     @property
     def device(self) -> str:
