@@ -120,7 +120,8 @@ def fetch_converter(sdist: str | Path | None = None) -> Path:
     dest = _cache_root() / f"llama-cpp-python-{version}"
     with tempfile.TemporaryDirectory() as tmp:
         if sdist is None:
-            pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+            # the sdist only: ":all:" would also build its build dependencies from source
+            pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python"]
             subprocess.run([*pip, f"llama-cpp-python=={version}", "-d", tmp], check=True)
             sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
