@@ -225,14 +225,20 @@ def _validate(config: DemoConfig, stage: str) -> dict:
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     """The figures the demo model is judged by, from a validation run's metrics."""
-    classification = metrics["classification"]
+    overall = metrics["overall"]
+    classification = overall["classification"]
     return {
-        "images": metrics["images"],
+        "images": overall["images"],
         "balanced_accuracy": classification["balanced_accuracy"],
         "recall": classification["recall"],
-        "specificity": classification["specificity"],
-        "fail_safe": metrics.get("fail_safe"),
-        "tool_calls_per_part": metrics["tools"]["calls_per_image"],
+        "false_reject_rate": classification["false_reject_rate"],
+        "fail_safes": overall["fail_safes"]["count"],
+        "tool_calls_per_part": overall["tools"]["per_image"],
+        "latency_p50_s": overall["latency"]["p50_s"],
+        "by_category": {
+            name: scope["classification"]["balanced_accuracy"]
+            for name, scope in metrics["categories"].items()
+        },
     }
 
 
@@ -300,6 +306,7 @@ def _load(path: Path):
 
 
 def _copy_processor(source: Path, destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
     for name in PROCESSOR_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, destination / name)

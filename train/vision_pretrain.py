@@ -31,19 +31,19 @@ POSITIVE_WEIGHT = 5.0
 
 @dataclass
 class VisionPretrainConfig:
-    steps: int = field(default=1500, metadata={"help": "Optimizer steps (each on fresh parts)."})
-    batch_size: int = field(default=32, metadata={"help": "Parts per step, half of them defective."})
+    steps: int = field(default=2000, metadata={"help": "Optimizer steps (each on fresh parts)."})
+    batch_size: int = field(default=16, metadata={"help": "Parts per step, half of them defective."})
     learning_rate: float = field(
-        default=1e-3, metadata={"help": "Peak learning rate (linear warm-up, cosine)."}
+        default=1.5e-3, metadata={"help": "Peak learning rate (linear warm-up, cosine)."}
     )
-    warmup_steps: int = field(default=100, metadata={"help": "Steps of linear warm-up."})
+    warmup_steps: int = field(default=50, metadata={"help": "Steps of linear warm-up."})
     image_size: int = field(default=256, metadata={"help": "Side of the generated parts in px."})
     crop_ratio: float = field(default=0.3, metadata={"help": "Share of samples shown as a crop of the part."})
     seed: int = field(default=0, metadata={"help": "Seed of the generated parts (training stream)."})
     eval_samples: int = field(default=256, metadata={"help": "Held-out whole parts scored at the end."})
-    checkpoint_every: int = field(default=250, metadata={"help": "Steps between checkpoints of the tower."})
+    checkpoint_every: int = field(default=100, metadata={"help": "Steps between checkpoints of the tower."})
     log_every: int = field(
-        default=50, metadata={"help": "Log loss and batch accuracy every this many steps."}
+        default=25, metadata={"help": "Log loss and batch accuracy every this many steps."}
     )
 
 

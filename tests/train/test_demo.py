@@ -12,7 +12,8 @@ pytest.importorskip("trl")
 from click.testing import CliRunner
 
 from station.backends.hf.tiny import ModelShape
-from train.demo_config import DemoConfig, DemoConfigError
+from train.config_io import ConfigError
+from train.demo_config import DemoConfig
 
 RECIPE = Path(__file__).resolve().parents[2] / "train" / "configs" / "demo.yaml"
 MINI_SHAPE = ModelShape(max_pixels=64 * 64)  # the tests' tiny shape, 16 image tokens per part
@@ -35,7 +36,7 @@ def test_the_shipped_recipe_loads_and_keeps_validation_unseen():
     ],
 )
 def test_bad_recipes_are_refused_with_the_key(change: dict, message: str):
-    with pytest.raises(DemoConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         DemoConfig.from_dict(change)
 
 
