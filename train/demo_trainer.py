@@ -109,7 +109,11 @@ def _vision(config: DemoConfig) -> dict:
     _copy_processor(source, path)
     # a long CPU run saves the model as it goes; the stage counts as done only when stage.json is written
     figures = pretrain_vision(
-        model, processor, config.vision, on_checkpoint=lambda _: model.save_pretrained(path)
+        model,
+        processor,
+        config.vision,
+        checkpoint=path / "training_state.pt",
+        on_checkpoint=lambda _: model.save_pretrained(path),
     )
     model.save_pretrained(path)
     return figures

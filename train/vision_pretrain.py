@@ -16,12 +16,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from calibration.metrics.ranking import auroc
 from calibration.synth.parts import CATEGORIES, generate_part
 from station.backends.hf.processor import QwenVLImageProcessor
 
@@ -138,11 +140,15 @@ def pretrain_vision(
     model,
     processor: QwenVLImageProcessor,
     config: VisionPretrainConfig,
+    checkpoint: Path | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """Train ``model.model.visual`` in place; returns the held-out balanced accuracy of its top token.
+    """Train ``model.model.visual`` in place; returns held-out figures of its top token.
 
-    ``on_checkpoint(step)`` is called every ``checkpoint_every`` steps, to save the tower of a long run."""
+    Every ``checkpoint_every`` steps the whole training state (tower, head, optimizer, schedule, data
+    stream) goes to ``checkpoint`` and ``on_checkpoint(step)`` is called; a run that finds ``checkpoint``
+    continues from it, so hours of CPU training survive an interruption. Raising ``steps`` and running
+    again trains further (the cosine schedule stretches to the new length)."""
     visual = model.model.visual
     torch.manual_seed(config.seed)
     head = DefectHead(model.config.text_config.hidden_size)
@@ -152,14 +158,25 @@ def pretrain_vision(
     def rate(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     rng = np.random.default_rng(config.seed)
+    first = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)  # our own file; tensors and plain values only
+        visual.load_state_dict(state["visual"])
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        first = state["step"]
+        log.info("vision: resuming at step %d from %s", first, checkpoint)
     visual.train()
     started, scores, labels = time.perf_counter(), [], []
-    for step in range(config.steps):
+    for step in range(first, config.steps):
         samples = [draw_sample(rng, config.image_size, config.crop_ratio) for _ in range(config.batch_size)]
         loss, batch_scores, batch_labels = batch_loss(visual, head, processor, samples)
         optimizer.zero_grad()
@@ -170,27 +187,39 @@ def pretrain_vision(
         scores.append(batch_scores)
         labels.append(batch_labels)
         if (step + 1) % config.log_every == 0:
-            accuracy = balanced_accuracy(np.concatenate(scores), np.concatenate(labels))
             log.info(
-                "vision step %d/%d loss %.4f balanced accuracy %.3f (%.0f s)",
+                "vision step %d/%d loss %.4f image AUROC %.3f (%.0f s)",
                 step + 1,
                 config.steps,
                 loss.item(),
-                accuracy,
+                float(auroc(np.concatenate(labels), np.concatenate(scores))),
                 time.perf_counter() - started,
             )
             scores, labels = [], []
-        if on_checkpoint is not None and (step + 1) % config.checkpoint_every == 0:
-            on_checkpoint(step + 1)
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            if checkpoint is not None:
+                state = {
+                    "step": step + 1,
+                    "visual": visual.state_dict(),
+                    "head": head.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                }
+                torch.save(state, checkpoint.with_suffix(".tmp"))
+                checkpoint.with_suffix(".tmp").replace(checkpoint)  # a kill mid-write keeps the last one
+            if on_checkpoint is not None:
+                on_checkpoint(step + 1)
     visual.eval()
-    return {"heldout_balanced_accuracy": evaluate(visual, head, processor, config)}
+    return evaluate(visual, head, processor, config)
 
 
 @torch.no_grad()
 def evaluate(
     visual: nn.Module, head: DefectHead, processor: QwenVLImageProcessor, config: VisionPretrainConfig
-) -> float:
-    """Balanced accuracy of the top-token score on whole parts from a stream the training never drew."""
+) -> dict[str, float]:
+    """Image AUROC and balanced accuracy of the top-token score on whole parts the training never drew."""
     rng = np.random.default_rng([config.seed, 1])
     samples = [draw_sample(rng, config.image_size, crop_ratio=0.0) for _ in range(config.eval_samples)]
     scores, labels = [], []
@@ -198,4 +227,8 @@ def evaluate(
         _, batch_scores, batch_labels = batch_loss(visual, head, processor, samples[start : start + 32])
         scores.append(batch_scores)
         labels.append(batch_labels)
-    return balanced_accuracy(np.concatenate(scores), np.concatenate(labels))
+    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    return {
+        "heldout_image_auroc": round(float(auroc(labels, scores)), 4),
+        "heldout_balanced_accuracy": round(balanced_accuracy(scores, labels), 4),
+    }

@@ -95,6 +95,39 @@ def test_the_tower_learns_a_fixed_batch_and_pretraining_touches_only_the_tower()
         processor(),
         VisionPretrainConfig(steps=2, batch_size=4, warmup_steps=1, image_size=64, eval_samples=8),
     )
-    assert 0 <= figures["heldout_balanced_accuracy"] <= 1
+    assert 0 <= figures["heldout_balanced_accuracy"] <= 1 and 0 <= figures["heldout_image_auroc"] <= 1
     assert all(torch.equal(v, model.model.language_model.state_dict()[k]) for k, v in language.items())
     assert any(not torch.equal(v, model.model.visual.state_dict()[k]) for k, v in tower.items())
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):
+    from transformers import Qwen3VLForConditionalGeneration
+
+    def fresh():
+        torch.manual_seed(0)
+        return Qwen3VLForConditionalGeneration(build_config(build_tokenizer(), TINY_SHAPE))
+
+    def config(steps: int) -> VisionPretrainConfig:
+        return VisionPretrainConfig(
+            steps=steps, batch_size=2, warmup_steps=1, image_size=64, eval_samples=4, checkpoint_every=2
+        )
+
+    straight = fresh()
+    pretrain_vision(straight, processor(), config(3))
+
+    class Killed(Exception):
+        pass
+
+    def kill(step: int) -> None:
+        raise Killed(step)
+
+    checkpoint = tmp_path / "state.pt"
+    with pytest.raises(Killed):  # killed right after the checkpoint at step 2
+        pretrain_vision(fresh(), processor(), config(3), checkpoint=checkpoint, on_checkpoint=kill)
+    assert checkpoint.is_file()
+    steps: list[int] = []
+    resumed = fresh()  # a new process: the weights come from the checkpoint
+    pretrain_vision(resumed, processor(), config(3), checkpoint=checkpoint, on_checkpoint=steps.append)
+    assert steps == [3]
+    for key, value in straight.model.visual.state_dict().items():
+        torch.testing.assert_close(resumed.model.visual.state_dict()[key], value)
