@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from station.camera.simulator import CameraSimulator, generated_parts
 from station.camera.zmq_source import CameraConfig
 from station.config import AuditConfig, HttpConfig, ModelConfig, ProductRecipe, StationConfig
 from station.daemon import Station
-from station.models import shipped_demo_model
+from station.models import DEMO_MODEL_DIR, resolve_model, shipped_demo_model
 from station.plc.config import PlcConfig
 from station.plc.simulator import PlcSimulator
 
@@ -45,6 +46,32 @@ DEMO_NOTICE = (
 )
 
 
+@dataclass(frozen=True)
+class LineSettings:
+    """How fast the simulated line runs and what the station allows per part, matched to the model."""
+
+    parts: int = 24
+    rate_hz: float = 4.0
+    size: int = 192  # side of the generated parts in px
+    deadline_ms: float = 5000
+    max_new_tokens: int = 48
+
+
+# The trained demo model reasons in a few hundred tokens per part on the CPU: a slower line, a longer budget,
+# and the part size it was trained on. Others (the tiny random model, scripted) answer at once or not at all.
+DEMO_MODEL_LINE = LineSettings(parts=12, rate_hz=0.3, size=256, deadline_ms=20000, max_new_tokens=320)
+FAST_LINE = LineSettings()
+
+
+def line_settings(backend: str, model: str | None) -> LineSettings:
+    """The line for a model: the demo model's when it is the one that will run (named, or the default)."""
+    if backend != "hf":
+        return FAST_LINE
+    if model is None:
+        return DEMO_MODEL_LINE if shipped_demo_model() is not None else FAST_LINE
+    return DEMO_MODEL_LINE if model == "demo" or Path(model).resolve() == DEMO_MODEL_DIR else FAST_LINE
+
+
 def embedded_model() -> tuple[Path, str]:
     """The default model directory and the notice that describes it: the shipped demo model, or the tiny
     random model (built on first use) where the package carries none."""
@@ -61,24 +88,27 @@ def embedded_model() -> tuple[Path, str]:
 
 
 def run_demo(
-    parts: int = 24,
-    rate_hz: float = 4.0,
+    parts: int | None = None,
+    rate_hz: float | None = None,
     seed: int = 0,
-    size: int = 192,
     backend: str = "hf",
     model: str | None = None,
-    deadline_ms: float = 5000,
-    max_new_tokens: int = 48,
     on_progress: Callable[[Station], None] | None = None,
     on_start: Callable[[Station], None] | None = None,
 ) -> dict:
-    """Run ``parts`` parts through the line and return the summary."""
+    """Run ``parts`` parts through the line and return the summary; unset figures follow the model."""
     notice = None
     if model is None:
         if backend != "hf":
             raise ValueError("give --model for a backend other than the embedded default (hf)")
         model_path, notice = embedded_model()
         model = str(model_path)
+    elif backend == "hf":
+        model = resolve_model(model)
+    line = line_settings(backend, model)
+    parts = line.parts if parts is None else parts
+    rate_hz = line.rate_hz if rate_hz is None else rate_hz
+    size, deadline_ms, max_new_tokens = line.size, line.deadline_ms, line.max_new_tokens
     work = Path(tempfile.mkdtemp(prefix="indus-demo-"))
     recipe = ProductRecipe(deadline_ms=deadline_ms, max_new_tokens=max_new_tokens)
     plc = PlcSimulator().start()

@@ -72,7 +72,7 @@ class DemoSFTConfig:
 @dataclass
 class DemoGRPOConfig:
     steps: int = field(
-        default=20, metadata={"help": "GRPO optimizer steps after SFT (0: ship the SFT model)."}
+        default=10, metadata={"help": "GRPO optimizer steps after SFT (0: ship the SFT model)."}
     )
     synth_n: int = field(
         default=40, metadata={"help": "`indus synth --n` per category for the rollout parts."}

@@ -13,17 +13,24 @@ from station.backends import BACKENDS, BackendError
 
 
 @click.command()
-@click.option("--parts", default=24, show_default=True, type=click.IntRange(min=1), help="Parts to send.")
 @click.option(
-    "--rate", "rate_hz", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True)
+    "--parts", type=click.IntRange(min=1), help="Parts to send (default: 12 with the demo model, else 24)."
+)
+@click.option(
+    "--rate",
+    "rate_hz",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Parts per second (default: 0.3 with the demo model, else 4).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Synthetic parts seed.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True)
 @click.option("--model", help="Model (default: the embedded default model).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress display).")
-def demo(parts: int, rate_hz: float, seed: int, backend: str, model: str | None, as_json: bool) -> None:
+def demo(
+    parts: int | None, rate_hz: float | None, seed: int, backend: str, model: str | None, as_json: bool
+) -> None:
     """Run a simulated line: synthetic parts over ZeroMQ, the station, and a PLC on a pty."""
-    from station.demo import run_demo  # heavy imports only when the demo runs
+    from station.demo import line_settings, run_demo  # heavy imports only when the demo runs
 
     console = Console(stderr=True)
     progress = Progress(
@@ -35,7 +42,8 @@ def demo(parts: int, rate_hz: float, seed: int, backend: str, model: str | None,
         console=console,
         disable=as_json,
     )
-    task = progress.add_task("parts", total=parts, detail="starting")
+    total = parts or line_settings(backend, model).parts
+    task = progress.add_task("parts", total=total, detail="starting")
 
     def on_start(station) -> None:
         if station.server is not None and not as_json:

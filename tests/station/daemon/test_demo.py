@@ -18,7 +18,12 @@ def test_demo_json_summary_with_a_scripted_model():
     assert summary["notice"] is None
 
 
-def test_demo_on_the_tiny_model_says_its_verdicts_are_not_detections(tiny_model_dir, monkeypatch, tmp_path):
+def test_without_a_shipped_demo_model_the_tiny_one_runs_and_says_it_detects_nothing(
+    tiny_model_dir, monkeypatch, tmp_path
+):
+    import station.demo
+
+    monkeypatch.setattr(station.demo, "shipped_demo_model", lambda: None)  # a checkout without the demo model
     monkeypatch.setenv("INDUS_CACHE", str(tmp_path))
     (tmp_path / "tiny-qwen3-vl-seed0").symlink_to(tiny_model_dir)
     result = CliRunner().invoke(main, ["demo", "--parts", "3", "--rate", "20"])
