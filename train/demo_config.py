@@ -85,7 +85,7 @@ class DemoGRPOConfig:
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
     beta: float = field(default=0.04, metadata={"help": "KL coefficient against the SFT policy."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
-    max_completion_length: int = field(default=512, metadata={"help": "Tokens a rollout may write in all."})
+    max_completion_length: int = field(default=1024, metadata={"help": "Tokens a rollout may write in all."})
 
 
 @dataclass
@@ -102,6 +102,10 @@ class DemoConfig:
     )
     max_new_tokens: int = field(
         default=384, metadata={"help": "Tokens the model may write per round when it is validated."}
+    )
+    deadline_s: float = field(
+        default=60.0,
+        metadata={"help": "Budget per part when validated: offline, so only a runaway is stopped."},
     )
     vision: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
     sft: DemoSFTConfig = field(default_factory=DemoSFTConfig)

@@ -216,7 +216,7 @@ def _validate(config: DemoConfig, stage: str) -> dict:
             parts, config.validation_n, config.validation_seed, config.image_size, config.categories
         )
     model_dir = config.out / stage
-    agent = AgentConfig(max_new_tokens=config.max_new_tokens)
+    agent = AgentConfig(max_new_tokens=config.max_new_tokens, deadline_s=config.deadline_s)
     spec = RunSpec.create(f"synth:{parts}", backend="hf", model=str(model_dir), agent=agent)
     run = ValidationRun(config.out / f"validate-{stage}", spec, restart=True)
     backend = load_backend("hf", str(model_dir), device="auto")

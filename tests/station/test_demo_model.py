@@ -65,3 +65,23 @@ def test_indus_demo_runs_the_shipped_model_by_default():
     assert summary["model"].endswith("demo") and "demo model" in summary["notice"]
     assert summary["verdicts"] == summary["plc_acknowledged"] == 2
     assert not summary["fail_safes"], summary["fail_safes"]
+
+
+def test_indus_validate_resolves_demo_to_the_shipped_model(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from click.testing import CliRunner
+
+    from calibration.synth import write_dataset
+    from station.cli.main import main
+
+    write_dataset(tmp_path / "parts", n=2, seed=4242, categories=["wood_grain"])
+    out = tmp_path / "run"
+    args = ["validate", "--dataset", f"synth:{tmp_path / 'parts'}", "--model", "demo", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--max-new-tokens", "384", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["spec"]["model"] == str(DEMO_MODEL_DIR)
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["overall"]["images"] == 2
