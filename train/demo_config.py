@@ -56,7 +56,7 @@ class DemoSFTConfig:
         default=0.15,
         metadata={"help": "Share that also recalls the product's prior (long text: costly on CPU)."},
     )
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the trajectories."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the trajectories."})
     learning_rate: float = field(
         default=1e-3, metadata={"help": "Peak learning rate (the LM starts from scratch)."}
     )

@@ -33,7 +33,7 @@ POSITIVE_WEIGHT = 5.0
 
 @dataclass
 class VisionPretrainConfig:
-    steps: int = field(default=2000, metadata={"help": "Optimizer steps (each on fresh parts)."})
+    steps: int = field(default=10000, metadata={"help": "Optimizer steps (each on fresh parts)."})
     batch_size: int = field(default=16, metadata={"help": "Parts per step, half of them defective."})
     learning_rate: float = field(
         default=1.5e-3, metadata={"help": "Peak learning rate (linear warm-up, cosine)."}
