@@ -36,7 +36,11 @@ def demo(config_path: Path | None, out: Path | None, ship: bool) -> None:
     from train.demo_trainer import run_demo_training
     from train.demo_trainer import ship as ship_model
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    # `indus` configured the root logger at start-up (WARNING unless -v); a run of hours must show its progress
+    progress = logging.getLogger("train")
+    progress.setLevel(logging.INFO)
+    progress.addHandler(RichHandler(show_path=False))
+    progress.propagate = False
     try:
         config = DemoConfig.from_yaml(config_path) if config_path else DemoConfig()
         if out is not None:
