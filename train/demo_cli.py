@@ -36,7 +36,7 @@ def demo(config_path: Path | None, out: Path | None, ship: bool) -> None:
     from train.demo_trainer import run_demo_training
     from train.demo_trainer import ship as ship_model
 
-    # `indus` configured the root logger at start-up (WARNING unless -v); a run of hours must show its progress
+    # `indus` set the root logger up at start (WARNING unless -v); a run of hours must show its progress
     progress = logging.getLogger("train")
     progress.setLevel(logging.INFO)
     progress.addHandler(RichHandler(show_path=False))
