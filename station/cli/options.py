@@ -79,7 +79,10 @@ def model_options(required: bool = True) -> Callable[[Callable], Callable]:
                     "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai)."
                 ),
                 click.option(
-                    "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (hf)."
+                    "--device",
+                    default="auto",
+                    show_default=True,
+                    help="auto, cpu, cuda or cuda:N (hf); cpu keeps onnx and gguf off the GPU.",
                 ),
             ],
         )
