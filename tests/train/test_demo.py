@@ -51,6 +51,7 @@ def mini_config(out: Path) -> DemoConfig:
             "sft": {
                 "trajectories": 4,
                 "synth_n": 4,
+                "num_train_epochs": 1.0,
                 "per_device_train_batch_size": 2,
                 "gradient_accumulation_steps": 1,
             },
