@@ -7,6 +7,15 @@ window, and the image's top token predicts the label, as LLaVA-style VLMs first 
 The head is thrown away afterwards; what stays is a tower whose tokens already separate defect from texture,
 which SFT then teaches the language model to read and to speak about. Every step draws fresh synthetic parts
 (`generate_part`), a share of them as crops so the tower also knows the zoomed views its tools return.
+
+Measured on these CPUs, the tower learns nothing from the real defects at first: after 1300 steps on all six
+part families its held-out AUROC was 0.58, and after 150 steps on brushed metal alone it still could not tell a
+white scratch from the texture, while a long white line drawn across the same texture was learned in 50 steps.
+Small, faint defects give a from-scratch ViT too little signal to start from. So the early steps follow a
+curriculum: every defect's difference from its good twin (`generate_part` draws the same part with and without
+the defect) is amplified, and most samples are crops around the defect, which make it larger; both ease off
+linearly to the real defects and the configured crop share by ``curriculum_steps``. With contrast x4 and every
+sample a crop, AUROC on all families rose from chance to 0.69 in 500 steps.
 """
 
 from __future__ import annotations
@@ -41,6 +50,16 @@ class VisionPretrainConfig:
     warmup_steps: int = field(default=50, metadata={"help": "Steps of linear warm-up."})
     image_size: int = field(default=256, metadata={"help": "Side of the generated parts in px."})
     crop_ratio: float = field(default=0.3, metadata={"help": "Share of samples shown as a crop of the part."})
+    curriculum_steps: int = field(
+        default=0,
+        metadata={"help": "Steps over which defect contrast and crop share ease off to the real ones (0: none)."},
+    )
+    amplify_start: float = field(
+        default=4.0, metadata={"help": "Defect contrast multiplier at step 0 of the curriculum (1: real)."}
+    )
+    crop_ratio_start: float = field(
+        default=1.0, metadata={"help": "Share of crops at step 0 of the curriculum."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the generated parts (training stream)."})
     eval_samples: int = field(default=256, metadata={"help": "Held-out whole parts scored at the end."})
     checkpoint_every: int = field(default=100, metadata={"help": "Steps between checkpoints of the tower."})
@@ -49,13 +68,35 @@ class VisionPretrainConfig:
     )
 
 
-def draw_sample(rng: np.random.Generator, size: int, crop_ratio: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """A fresh part (image, bool mask, label): category uniform, good or defective with equal odds."""
+def curriculum(config: VisionPretrainConfig, step: int) -> tuple[float, float]:
+    """(defect contrast multiplier, crop share) at ``step``: from the start values to the real ones."""
+    if step >= config.curriculum_steps:
+        return 1.0, config.crop_ratio
+    left = 1 - step / config.curriculum_steps
+    return (
+        1 + (config.amplify_start - 1) * left,
+        config.crop_ratio + (config.crop_ratio_start - config.crop_ratio) * left,
+    )
+
+
+def draw_sample(
+    rng: np.random.Generator, size: int, crop_ratio: float, amplify: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """A fresh part (image, bool mask, label): category uniform, good or defective with equal odds.
+
+    ``amplify`` > 1 multiplies a defect's difference from the same part drawn without it."""
     category = str(rng.choice(list(CATEGORIES)))
     defective = rng.random() < 0.5
     defect = str(rng.choice(CATEGORIES[category])) if defective else None
+    state = rng.bit_generator.state
     part = generate_part(category, defect, size, rng)
     image, mask = part.image, part.mask > 0
+    if defect is not None and amplify != 1.0:
+        after = rng.bit_generator.state
+        rng.bit_generator.state = state
+        good = generate_part(category, None, size, rng).image.astype(np.float32)
+        rng.bit_generator.state = after
+        image = np.clip(good + amplify * (image.astype(np.float32) - good), 0, 255).astype(np.uint8)
     if rng.random() < crop_ratio:
         image, mask = _crop(image, mask, rng)
     return image, mask, int(mask.any())
@@ -177,7 +218,8 @@ def pretrain_vision(
     visual.train()
     started, scores, labels = time.perf_counter(), [], []
     for step in range(first, config.steps):
-        samples = [draw_sample(rng, config.image_size, config.crop_ratio) for _ in range(config.batch_size)]
+        amplify, crop_ratio = curriculum(config, step)
+        samples = [draw_sample(rng, config.image_size, crop_ratio, amplify) for _ in range(config.batch_size)]
         loss, batch_scores, batch_labels = batch_loss(visual, head, processor, samples)
         optimizer.zero_grad()
         loss.backward()
@@ -188,11 +230,13 @@ def pretrain_vision(
         labels.append(batch_labels)
         if (step + 1) % config.log_every == 0:
             log.info(
-                "vision step %d/%d loss %.4f image AUROC %.3f (%.0f s)",
+                "vision step %d/%d loss %.4f image AUROC %.3f contrast x%.2f crops %.2f (%.0f s)",
                 step + 1,
                 config.steps,
                 loss.item(),
                 float(auroc(np.concatenate(labels), np.concatenate(scores))),
+                amplify,
+                crop_ratio,
                 time.perf_counter() - started,
             )
             scores, labels = [], []

@@ -13,6 +13,7 @@ from train.vision_pretrain import (  # noqa: E402
     DefectHead,
     VisionPretrainConfig,
     balanced_accuracy,
+    curriculum,
     batch_loss,
     draw_sample,
     pretrain_vision,
@@ -131,3 +132,33 @@ def test_an_interrupted_run_resumes_to_the_same_weights_as_an_uninterrupted_one(
     assert steps == [3]
     for key, value in straight.model.visual.state_dict().items():
         torch.testing.assert_close(resumed.model.visual.state_dict()[key], value)
+
+
+def test_the_curriculum_eases_from_its_start_values_to_the_real_defects():
+    config = VisionPretrainConfig(
+        curriculum_steps=100, amplify_start=4.0, crop_ratio_start=1.0, crop_ratio=0.3
+    )
+    assert curriculum(config, 0) == pytest.approx((4.0, 1.0))
+    assert curriculum(config, 50) == pytest.approx((2.5, 0.65))
+    assert curriculum(config, 100) == (1.0, 0.3)
+    assert curriculum(config, 5000) == (1.0, 0.3)
+    assert curriculum(VisionPretrainConfig(curriculum_steps=0, crop_ratio=0.3), 0) == (1.0, 0.3)
+
+
+def test_amplified_defects_change_only_the_defect_and_leave_the_stream_and_good_parts_alone():
+    """Same stream position, same part: only the defect (its mask and anti-aliased rim) gets louder."""
+    import cv2
+
+    rng_plain, rng_loud = np.random.default_rng(4), np.random.default_rng(4)
+    louder = 0
+    for _ in range(30):
+        image, mask, label = draw_sample(rng_plain, 96, crop_ratio=0.0)
+        loud, loud_mask, loud_label = draw_sample(rng_loud, 96, crop_ratio=0.0, amplify=3.0)
+        assert label == loud_label and np.array_equal(mask, loud_mask)
+        if not label:
+            assert np.array_equal(image, loud)
+            continue
+        rim = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        assert np.array_equal(image[~rim], loud[~rim])
+        louder += int(np.abs(loud[mask].astype(int) - image[mask].astype(int)).mean() > 1)
+    assert louder > 5
