@@ -9,13 +9,13 @@ which SFT then teaches the language model to read and to speak about. Every step
 (`generate_part`), a share of them as crops so the tower also knows the zoomed views its tools return.
 
 Measured on these CPUs, the tower learns nothing from the real defects at first: after 1300 steps on all six
-part families its held-out AUROC was 0.58, and after 150 steps on brushed metal alone it still could not tell a
-white scratch from the texture, while a long white line drawn across the same texture was learned in 50 steps.
-Small, faint defects give a from-scratch ViT too little signal to start from. So the early steps follow a
-curriculum: every defect's difference from its good twin (`generate_part` draws the same part with and without
-the defect) is amplified, and most samples are crops around the defect, which make it larger; both ease off
-linearly to the real defects and the configured crop share by ``curriculum_steps``. With contrast x4 and every
-sample a crop, AUROC on all families rose from chance to 0.69 in 500 steps.
+part families its held-out AUROC was 0.58, and after 150 steps on brushed metal alone it still could not
+tell a white scratch from the texture, while a long white line drawn across the same texture was learned in
+50 steps. Small, faint defects give a from-scratch ViT too little signal to start from. So the early steps
+follow a curriculum: every defect's difference from its good twin (`generate_part` draws the same part with
+and without the defect) is amplified, and most samples are crops around the defect, which make it larger;
+both ease off linearly to the real defects and the configured crop share by ``curriculum_steps``. With
+contrast x4 and every sample a crop, AUROC on all families rose from chance to 0.69 in 500 steps.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class VisionPretrainConfig:
     crop_ratio: float = field(default=0.3, metadata={"help": "Share of samples shown as a crop of the part."})
     curriculum_steps: int = field(
         default=0,
-        metadata={"help": "Steps over which defect contrast and crop share ease off to the real ones (0: none)."},
+        metadata={"help": "Steps over which defect contrast and crops ease off to the real ones (0: none)."},
     )
     amplify_start: float = field(
         default=4.0, metadata={"help": "Defect contrast multiplier at step 0 of the curriculum (1: real)."}
