@@ -18,6 +18,7 @@ from station.cli.options import ModelChoice, agent_options, model_options
 from tools.prior import PriorStore
 from train.cot import ProgrammaticTeacher, Teacher, build_trajectories
 from train.cot.dataset import CURATION_FILE
+from train.cot.teacher import STYLES
 from train.cot.model_teacher import HINT_MODES, JUDGE_TIMEOUT_S, HintMode, Judge, ModelTeacher
 from train.demo_cli import demo
 
@@ -90,6 +91,13 @@ def grpo(config_path: Path) -> None:
     show_default=True,
     help="Who writes the trajectories: from the labels, or a model (--backend, --model) in the agent loop.",
 )
+@click.option(
+    "--style",
+    type=click.Choice(STYLES),
+    default=None,
+    help="Programmatic teacher's wording: rich (varied, quotes tool numbers; the default) or terse (one "
+    "phrasing, no numbers beyond the defect box: for small models trained on a CPU).",
+)
 @model_options(required=False)
 @agent_options
 @click.option(
@@ -153,6 +161,7 @@ def cot(
     max_per_category: int | None,
     exclude: tuple[str, ...],
     teacher_kind: str,
+    style: str | None,
     model_choice: ModelChoice,
     agent_config: AgentConfig,
     prior_dirs: tuple[str, ...],
@@ -180,6 +189,8 @@ def cot(
         "--temperature": temperature,
         "--min-judge-score": min_judge_score,
     }
+    if teacher_kind == "model" and style is not None:
+        raise click.UsageError("--style applies to the programmatic teacher")
     if teacher_kind == "programmatic" and any(v is not None for v in model_only.values()):
         given = ", ".join(k for k, v in model_only.items() if v is not None)
         raise click.UsageError(f"{given} need(s) --teacher model")
@@ -217,7 +228,9 @@ def cot(
                 min_judge_score=min_judge_score,
             )
         else:
-            teacher = ProgrammaticTeacher(priors=PriorStore.default(prior_dirs, embedder="lexical"))
+            teacher = ProgrammaticTeacher(
+                priors=PriorStore.default(prior_dirs, embedder="lexical"), style=style or "rich"
+            )
         report = build_trajectories(
             samples,
             out,

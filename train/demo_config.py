@@ -49,6 +49,10 @@ class DemoSFTConfig:
     synth_seed: int = field(
         default=1000, metadata={"help": "Seed of the source parts (never a validation seed)."}
     )
+    teacher_style: str = field(
+        default="terse",
+        metadata={"help": "Programmatic teacher's wording (`ProgrammaticTeacher` style: rich or terse)."},
+    )
     direct_ratio: float = field(
         default=0.15, metadata={"help": "Share of trajectories that answer without a tool call."}
     )
@@ -134,6 +138,10 @@ class DemoConfig:
                 raise DemoConfigError(
                     f"categories: unknown or empty {unknown}; known: {', '.join(CATEGORIES)}"
                 )
+        from train.cot.teacher import STYLES
+
+        if self.sft.teacher_style not in STYLES:
+            raise DemoConfigError(f"sft.teacher_style must be one of {', '.join(STYLES)}")
         if self.grpo.steps < 0:
             raise DemoConfigError("grpo.steps must be >= 0")
         if self.grpo.steps and self.grpo.per_device_train_batch_size % self.grpo.num_generations:

@@ -134,7 +134,11 @@ def _cot(config: DemoConfig) -> dict:
         path,
         seed=config.seed,
         total=config.sft.trajectories,
-        teacher=ProgrammaticTeacher(direct_ratio=config.sft.direct_ratio, prior_ratio=config.sft.prior_ratio),
+        teacher=ProgrammaticTeacher(
+            direct_ratio=config.sft.direct_ratio,
+            prior_ratio=config.sft.prior_ratio,
+            style=config.sft.teacher_style,
+        ),
     )
     return {
         "written": report.written,

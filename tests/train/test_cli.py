@@ -20,6 +20,17 @@ def test_cot_builds_a_balanced_set_and_reports_it(tmp_path):
     assert again.exit_code == 1 and "exists" in again.output
 
 
+def test_cot_style_reaches_the_teacher_and_is_refused_for_a_model_teacher(tmp_path):
+    write_dataset(tmp_path / "parts", n=2, seed=0, size=96, categories=["pin_connector"])
+    out = tmp_path / "cot"
+    args = ["cot", "--dataset", f"synth:{tmp_path / 'parts'}", "--out", str(out), "--style", "terse"]
+    result = CliRunner().invoke(train, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["teacher"] == {"kind": "programmatic", "style": "terse"}
+    refused = CliRunner().invoke(train, [*args[:-2], "--style", "terse", "--teacher", "model", "--model", "m"])
+    assert refused.exit_code == 2 and "--style" in refused.output
+
+
 def test_cot_explains_a_bad_dataset(tmp_path):
     result = CliRunner().invoke(
         train, ["cot", "--dataset", f"mvtec:{tmp_path}", "--out", str(tmp_path / "o")]

@@ -95,6 +95,29 @@ _DIRECT_GOOD = (
     "A regular, complete {product}; no region is suspicious enough to call a tool.",
 )
 
+# The terse style: one phrasing per turn and no number a model cannot read off the image or its context.
+# A 4 M-parameter LM trained on the rich style mangled proposal boxes it had to guess and the gap lists it
+# had to copy (112 of 144 validation parts ended in parse errors); the station's demo model speaks this.
+_TERSE = {
+    "opening": ("The whole {product} is in view.",),
+    "suspicion": ("Something in the {where} area, around {box}, looks irregular.",),
+    "nothing": ("Nothing stands out at this scale.",),
+    "verdict_defect": ("This is {a} {defect}, outside the acceptable variation: the part is defective.",),
+    "verdict_good": ("No deviation beyond normal variation; the {product} is defect-free.",),
+    "direct_defect": ("Even at this scale there is {a} {defect} in the {where} area, around {box}.",),
+    "direct_good": ("A regular, complete {product}; no region is suspicious enough to call a tool.",),
+}
+_RICH = {
+    "opening": _OPENINGS,
+    "suspicion": _SUSPICION,
+    "nothing": _NOTHING,
+    "verdict_defect": _VERDICT_DEFECT,
+    "verdict_good": _VERDICT_GOOD,
+    "direct_defect": _DIRECT_DEFECT,
+    "direct_good": _DIRECT_GOOD,
+}
+STYLES = ("rich", "terse")
+
 
 # Fail-safe reasons that mean a model teacher wrote something the protocol cannot read.
 MALFORMED = frozenset({"parse_error", "token_limit"})
@@ -265,6 +288,11 @@ class ProgrammaticTeacher(Teacher):
     where a box would leak nothing but naming none exercises the crop tool's fallback), enhance for stains
     and line defects, measure where the part's geometry is known, prior when the product has one; a
     share of trajectories answers directly so the model learns that tools are optional.
+
+    ``style="rich"`` varies its phrasing and quotes what the tools return (boxes, gaps), as a large
+    teacher would. ``style="terse"`` is for models small enough to train on a CPU: one phrasing per turn,
+    good parts crop the tool's own proposal without naming it, enhance works on the stated box or the
+    whole part, findings name no numbers, and no measure calls (their item boxes are beyond such a model).
     """
 
     def __init__(
@@ -275,9 +303,14 @@ class ProgrammaticTeacher(Teacher):
         direct_ratio: float = 0.15,
         prior_ratio: float = 0.4,
         max_observation_pixels: int = 512 * 512,
+        style: str = "rich",
     ):
         if not 0 <= direct_ratio <= 1 or not 0 <= prior_ratio <= 1:
             raise ValueError("direct_ratio and prior_ratio must lie in [0, 1]")
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+        self.style = style
+        self.templates = _TERSE if style == "terse" else _RICH
         self.registry = registry or default_registry()
         self.priors = priors if priors is not None else PriorStore.default(embedder="lexical")
         self.direct_ratio = direct_ratio
@@ -287,6 +320,9 @@ class ProgrammaticTeacher(Teacher):
     @property
     def tools(self) -> list[dict]:
         return self.registry.schemas()
+
+    def describe(self) -> dict:
+        return {"kind": "programmatic", "style": self.style}
 
     def trajectory(self, sample: Sample, rng: np.random.Generator) -> list[dict]:
         image = sample.load_image()
@@ -303,7 +339,7 @@ class ProgrammaticTeacher(Teacher):
         }
         messages = opening_messages(image, product)
         if rng.random() < self.direct_ratio:
-            direct = _DIRECT_DEFECT if sample.label else _DIRECT_GOOD
+            direct = self.templates["direct_defect" if sample.label else "direct_good"]
             messages.append(self._answer(sample, box, rng, _pick(rng, direct, words)).message())
             return messages
 
@@ -314,18 +350,19 @@ class ProgrammaticTeacher(Teacher):
             priors=self.priors,
             max_observation_pixels=self.max_observation_pixels,
         )
-        glance = _pick(rng, _SUSPICION if sample.label else _NOTHING, words)
+        glance = _pick(rng, self.templates["suspicion" if sample.label else "nothing"], words)
         findings: list[str] = []
         for index, (calls, items) in enumerate(rounds):
             purposes = "; ".join(self._purpose(call, rng, words, items) for call in calls)
-            lead = f"{_pick(rng, _OPENINGS, words)} {glance}" if index == 0 else " ".join(findings[-2:])
+            opening = _pick(rng, self.templates["opening"], words)
+            lead = f"{opening} {glance}" if index == 0 else " ".join(findings[-2:])
             turn = ToolCalls(tuple(calls), content=think_block(f"{lead} Next: {purposes}."))
             messages.append(turn.message())
             for call in calls:
                 observation = self.registry.call(call.name, call.arguments, context)
                 messages.append(tool_message(observation))
-                findings.append(_finding(observation, sample))
-        verdict = _pick(rng, _VERDICT_DEFECT if sample.label else _VERDICT_GOOD, words)
+                findings.append(_finding(observation, sample, terse=self.style == "terse"))
+        verdict = _pick(rng, self.templates["verdict_defect" if sample.label else "verdict_good"], words)
         messages.append(self._answer(sample, box, rng, " ".join([*findings, verdict])).message())
         return messages
 
@@ -333,18 +370,22 @@ class ProgrammaticTeacher(Teacher):
         self, sample: Sample, image: np.ndarray, box: Box | None, focus: Box, rng: np.random.Generator
     ) -> list[tuple[list[ToolCall], str]]:
         """The tool calls, split into one or two rounds; each round carries what measure is measuring."""
-        crop_args = {"bbox": list(box)} if box else ({} if rng.random() < 0.3 else {"bbox": list(focus)})
+        terse = self.style == "terse"
+        if box:
+            crop_args: dict = {"bbox": list(box)}
+        else:  # a good part: the proposal, named (rich) or left to the tool to find (both)
+            crop_args = {} if terse or rng.random() < 0.3 else {"bbox": list(focus)}
         first = [ToolCall("crop", crop_args)]
         later: list[ToolCall] = []
         modes = enhance_modes(sample.defect) if sample.label else ["clahe", "highpass", "edges"]
         if modes and (sample.label or rng.random() < 0.3):
             args: dict = {"mode": str(rng.choice(modes))}
-            if rng.random() < 0.7:
+            if (box or not terse) and rng.random() < 0.7:
                 args["bbox"] = list(focus)
             later.append(ToolCall("enhance", args))
         geometry = synth_geometry(sample)
         row = None
-        if geometry is not None:
+        if geometry is not None and not terse:
             height, width = image.shape[:2]
             geometric = any(word in sample.defect for word in _GEOMETRIC_DEFECTS)
             if geometric or (not sample.label and rng.random() < 0.5):
@@ -363,7 +404,8 @@ class ProgrammaticTeacher(Teacher):
         where = (
             f"the region {list(call.arguments['bbox'])}" if "bbox" in call.arguments else "the best region"
         )
-        return _pick(rng, _PURPOSE[key], {**words, "where": where, "items": items})
+        phrasings = _PURPOSE[key][:1] if self.style == "terse" else _PURPOSE[key]
+        return _pick(rng, phrasings, {**words, "where": where, "items": items})
 
     def _answer(self, sample: Sample, box: Box | None, rng: np.random.Generator, reasoning: str) -> Answer:
         confidences = DEFECT_CONFIDENCES if sample.label else GOOD_CONFIDENCES
@@ -380,13 +422,14 @@ def _pick(rng: np.random.Generator, templates: tuple[str, ...], words: dict) -> 
     return templates[int(rng.integers(len(templates)))].format(**words)
 
 
-def _finding(observation: Observation, sample: Sample) -> str:
-    """What the teacher reads off a tool's real output: numbers are quoted, images described by the label."""
+def _finding(observation: Observation, sample: Sample, terse: bool = False) -> str:
+    """What the teacher reads off a tool's real output: numbers are quoted (terse: none), images described
+    by the label."""
     data = observation.data
     seen = _words(sample.defect) if sample.label else None
     if observation.tool == "crop":
         shows = f"shows the {seen}" if seen else "shows regular structure"
-        return f"The crop of {data['bbox']} {shows}."
+        return f"The crop {shows}." if terse else f"The crop of {data['bbox']} {shows}."
     if observation.tool == "enhance":
         shows = f"makes the {seen} stand out" if seen else "shows no local break"
         return f"The {data['mode']} view {shows}."
@@ -395,6 +438,8 @@ def _finding(observation: Observation, sample: Sample) -> str:
         gaps = f"gaps {data['gaps_px']} px (median {data['median_gap_px']})"
         verdict = f"irregular gaps at {irregular}" if irregular else "no irregular gap"
         return f"Spacing: {gaps}, {verdict}, largest offset from the row {data['max_offset_from_row_px']} px."
+    if terse:
+        return f"The prior of {data['name']} describes a defect-free part."
     structure = next(
         (line for line in data["prior"].splitlines() if line.startswith("Structure: ")), data["prior"]
     )

@@ -173,3 +173,37 @@ def test_deterministic_for_a_seed(samples, built, tmp_path):
     assert all(
         (out / "images" / n).read_bytes() == (tmp_path / "again" / "images" / n).read_bytes() for n in images
     )
+
+
+def test_terse_style_names_no_number_but_the_defect_box(samples, tmp_path):
+    """What a CPU-sized model must write: its own box (defects only), the confidence, nothing to guess."""
+    import re
+
+    out = tmp_path / "terse"
+    build_trajectories(samples, out, seed=0, teacher=ProgrammaticTeacher(style="terse", prior_ratio=1.0))
+    lookup = _by_key(samples)
+    tools, openings = set(), set()
+    for trajectory in load_trajectories(out):
+        sample = lookup[trajectory.source]
+        check_trajectory(trajectory.messages, sample)
+        turns = [m for m in trajectory.messages if m["role"] == "assistant"]
+        answer = parse_turn(turns[-1]["content"])
+        allowed = {str(v) for v in answer.bbox or ()}
+        for turn in turns:
+            text = turn["content"] if isinstance(turn["content"], str) else _asking_text(turn)
+            text = text.replace(json.dumps(answer.confidence), "")
+            assert set(re.findall(r"\d+", text)) <= allowed, text
+            for call in turn.get("tool_calls") or ():
+                tools.add(call["function"]["name"])
+                if call["function"]["name"] == "crop" and not sample.label:
+                    assert json.loads(call["function"]["arguments"]) == {}
+        if len(turns) > 1:
+            product = sample.category.replace("_", " ")
+            openings.add(turns[0]["content"].split(".")[0].replace(product, "PRODUCT"))
+    assert "measure" not in tools and {"crop", "enhance", "prior"} <= tools
+    assert len(openings) == 1
+
+
+def test_unknown_teacher_style_is_refused():
+    with pytest.raises(ValueError, match="style"):
+        ProgrammaticTeacher(style="poetic")
