@@ -18,8 +18,8 @@ from station.cli.options import ModelChoice, agent_options, model_options
 from tools.prior import PriorStore
 from train.cot import ProgrammaticTeacher, Teacher, build_trajectories
 from train.cot.dataset import CURATION_FILE
-from train.cot.teacher import STYLES
 from train.cot.model_teacher import HINT_MODES, JUDGE_TIMEOUT_S, HintMode, Judge, ModelTeacher
+from train.cot.teacher import STYLES
 from train.demo_cli import demo
 
 

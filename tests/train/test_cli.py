@@ -27,7 +27,7 @@ def test_cot_style_reaches_the_teacher_and_is_refused_for_a_model_teacher(tmp_pa
     result = CliRunner().invoke(train, [*args, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["teacher"] == {"kind": "programmatic", "style": "terse"}
-    refused = CliRunner().invoke(train, [*args[:-2], "--style", "terse", "--teacher", "model", "--model", "m"])
+    refused = CliRunner().invoke(train, [*args, "--teacher", "model", "--model", "m"])
     assert refused.exit_code == 2 and "--style" in refused.output
 
 
