@@ -172,9 +172,13 @@ def _sft(config: DemoConfig) -> dict:
             seed=config.seed,
             use_cpu=not torch.cuda.is_available(),
             logging_steps=10,
-            save_steps=10**9,  # the stage is the checkpoint; intermediate ones would only fill the disk
+            save_steps=25,  # about every 2 minutes on a CPU: an interrupted stage resumes from here
+            save_total_limit=1,
+            resume=True,
         )
     )
+    for checkpoint in path.glob("checkpoint-*"):  # the finished model is in the stage folder itself
+        shutil.rmtree(checkpoint)
     history = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
     return {"first_loss": losses[0], "last_loss": losses[-1], "steps": history[-1].get("step")}

@@ -85,6 +85,16 @@ class SFTRunConfig:
     save_steps: int = field(
         default=500, metadata={"help": "Write a checkpoint-N folder every this many steps."}
     )
+    save_total_limit: int | None = field(
+        default=None, metadata={"help": "Keep only this many newest checkpoint-N folders (None: all)."}
+    )
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Continue from the newest checkpoint-N in output_dir when there is one (weights, "
+            "optimizer, schedule, data position), so a long CPU run survives an interruption."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -103,6 +113,8 @@ class SFTRunConfig:
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise SFTConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise SFTConfigError(f"save_total_limit must be at least 1, got {self.save_total_limit}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise SFTConfigError(
                 f"max_steps must be -1 (use num_train_epochs) or at least 1, got {self.max_steps}"

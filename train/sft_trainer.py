@@ -124,6 +124,7 @@ def run_sft(config: SFTRunConfig) -> Path:
     """
     import transformers
     from peft import LoraConfig
+    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
     from trl.chat_template_utils import get_training_chat_template
 
@@ -164,6 +165,7 @@ def run_sft(config: SFTRunConfig) -> Path:
         logging_first_step=True,  # the untrained loss, so a run shows how far it came
         save_strategy="steps",
         save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
         assistant_only_loss=True,  # TRL's checks for it (transformers version, end-of-turn token in the loss)
         max_length=None,  # lengths are enforced in build_examples; truncation would cut image tokens
         remove_unused_columns=False,  # the collator needs messages and tools, which forward() does not take
@@ -188,7 +190,10 @@ def run_sft(config: SFTRunConfig) -> Path:
         data_collator=IndusCoTCollator(processor, training_template, Path(config.dataset_dir)),
         peft_config=peft_config,
     )
-    trainer.train()
+    last = get_last_checkpoint(str(output_dir)) if config.resume and output_dir.is_dir() else None
+    if last is not None:
+        log.info("sft: resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(output_dir))
     processor.save_pretrained(output_dir)  # the inference template, not the training one, goes with the model
     trainer.state.save_to_json(str(output_dir / STATE_FILE))

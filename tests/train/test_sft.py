@@ -128,6 +128,29 @@ def test_full_fine_tuning_lowers_the_loss_and_loads_in_the_backend(full_run: Pat
     assert generation.generated_tokens > 0
 
 
+def test_an_interrupted_run_resumes_from_its_last_checkpoint_to_the_same_weights(
+    tiny_model_dir: Path, cot_dir: Path, tmp_path: Path
+):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from train.sft_trainer import run_sft
+
+    out = tmp_path / "model"
+    config = _config(tiny_model_dir, cot_dir, out, max_steps=4, save_steps=2, resume=True)
+    run_sft(config)
+    finished = load_file(out / "model.safetensors")
+    # as if killed between step 2 and step 4: only checkpoint-2 is on disk
+    shutil.rmtree(out / "checkpoint-4")
+    (out / "model.safetensors").unlink()
+    run_sft(config)
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "loss" in entry][-2:] == [3, 4]
+    resumed = load_file(out / "model.safetensors")
+    assert all(np.allclose(finished[name], resumed[name], atol=1e-6) for name in finished)
+
+
 def test_lora_saves_an_adapter_the_backend_merges(tiny_model_dir: Path, cot_dir: Path, tmp_path: Path):
     from station.backends.hf import HFBackend
     from train.sft_trainer import run_sft
@@ -155,6 +178,7 @@ def test_config_from_yaml_reports_mistakes_by_key(tmp_path: Path):
         "model_dir: m\ndataset_dir: d\noutput_dir: o\nlora: yes please\n": "lora must be true or false",
         "model_dir: m\ndataset_dir: d\noutput_dir: o\nlora_r: 0\n": "lora_r must be at least 1",
         "model_dir: m\ndataset_dir: d\noutput_dir: o\nmax_steps: 0\n": "max_steps must be -1",
+        "model_dir: m\ndataset_dir: d\noutput_dir: o\nsave_total_limit: 0\n": "save_total_limit must be",
         "- a\n- b\n": "expected a mapping",
     }
     for text, message in cases.items():
