@@ -5,7 +5,7 @@ It is trained from random weights, so it runs in stages, each writing its own fo
 ``stage.json`` when it finishes; running the command again skips finished stages, so a long CPU run that was
 interrupted continues where it stopped.
 
-1. ``init``: random weights of `DEMO_SHAPE` with the tiny tokenizer and the protocol's chat template.
+1. ``init``: random weights of `DEMO_SHAPE`, a BPE of the protocol's text (`demo_tokenizer`), the template.
 2. ``vision``: the vision tower learns to see defects from dense mask supervision (`vision_pretrain`).
 3. ``cot``: programmatic Indus-CoT trajectories on synthetic parts (real tool calls and observations).
 4. ``sft``: TRL SFT on them (`run_sft`), the pretrained vision tower frozen by default.
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from station.backends.hf.tiny import build_config, build_tokenizer, save_processor
+from station.backends.hf.tiny import build_config, save_processor
 from train.demo_config import DEMO_SHAPE, DemoConfig
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,10 @@ def stage_results(out: Path) -> dict[str, dict]:
 def _init(config: DemoConfig) -> dict:
     from transformers import Qwen3VLForConditionalGeneration
 
+    from train.demo_tokenizer import build_demo_tokenizer
+
     path = config.out / "init"
-    tokenizer = build_tokenizer()
+    tokenizer = build_demo_tokenizer()
     torch.manual_seed(config.seed)
     model = Qwen3VLForConditionalGeneration(build_config(tokenizer, DEMO_SHAPE))
     model.save_pretrained(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,9 @@ def corpus() -> list[str]:
     return [SYSTEM_PROMPT, *schemas, *answers, *calls, words, numbers, "0.0 0.25 0.5 0.75 1.0"]
 
 
-def build_tokenizer() -> Qwen2Tokenizer:
-    """A byte-level BPE with Qwen's normaliser and pre-tokeniser, wrapped in Qwen's tokenizer class."""
+def build_tokenizer(vocab_size: int = VOCAB_SIZE, texts: Iterable[str] = ()) -> Qwen2Tokenizer:
+    """A byte-level BPE with Qwen's normaliser and pre-tokeniser, wrapped in Qwen's tokenizer class; its
+    merges come from `corpus` plus ``texts``."""
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
     bpe.pre_tokenizer = pre_tokenizers.Sequence(
@@ -83,12 +85,12 @@ def build_tokenizer() -> Qwen2Tokenizer:
     )
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[SPECIAL_TOKENS[0]],
         show_progress=False,
     )
-    bpe.train_from_iterator(corpus(), trainer)
+    bpe.train_from_iterator([*corpus(), *texts], trainer)
     model = json.loads(bpe.to_str())["model"]
     tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=[tuple(pair) for pair in model["merges"]])
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS[1:]])
