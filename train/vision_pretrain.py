@@ -262,17 +262,29 @@ def pretrain_vision(
 @torch.no_grad()
 def evaluate(
     visual: nn.Module, head: DefectHead, processor: QwenVLImageProcessor, config: VisionPretrainConfig
-) -> dict[str, float]:
-    """Image AUROC and balanced accuracy of the top-token score on whole parts the training never drew."""
+) -> dict:
+    """Image AUROC and balanced accuracy of the top-token score on whole parts the training never drew,
+    overall and per part family (half good, half defective in each), the real defects only."""
     rng = np.random.default_rng([config.seed, 1])
-    samples = [draw_sample(rng, config.image_size, crop_ratio=0.0) for _ in range(config.eval_samples)]
-    scores, labels = [], []
-    for start in range(0, len(samples), 32):
-        _, batch_scores, batch_labels = batch_loss(visual, head, processor, samples[start : start + 32])
-        scores.append(batch_scores)
-        labels.append(batch_labels)
-    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    per_family = max(2, config.eval_samples // len(CATEGORIES))
+    scores, labels, families = [], [], []
+    for category, defects in CATEGORIES.items():
+        samples = []
+        for index in range(per_family):
+            defect = str(rng.choice(defects)) if index % 2 else None
+            part = generate_part(category, defect, config.image_size, rng)
+            samples.append((part.image, part.mask > 0, int(defect is not None)))
+        for start in range(0, len(samples), 32):
+            _, batch_scores, batch_labels = batch_loss(visual, head, processor, samples[start : start + 32])
+            scores.append(batch_scores)
+            labels.append(batch_labels)
+        families += [category] * len(samples)
+    scores, labels, families = np.concatenate(scores), np.concatenate(labels), np.array(families)
     return {
         "heldout_image_auroc": round(float(auroc(labels, scores)), 4),
         "heldout_balanced_accuracy": round(balanced_accuracy(scores, labels), 4),
+        "heldout_auroc_by_family": {
+            category: round(float(auroc(labels[families == category], scores[families == category])), 4)
+            for category in CATEGORIES
+        },
     }

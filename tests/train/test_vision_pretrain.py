@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from calibration.synth.parts import CATEGORIES  # noqa: E402
 from station.backends.hf.processor import QwenVLImageProcessor  # noqa: E402
 from station.backends.hf.tiny import TINY_SHAPE, build_config, build_tokenizer  # noqa: E402
 from train.vision_pretrain import (  # noqa: E402
@@ -97,6 +98,7 @@ def test_the_tower_learns_a_fixed_batch_and_pretraining_touches_only_the_tower()
         VisionPretrainConfig(steps=2, batch_size=4, warmup_steps=1, image_size=64, eval_samples=8),
     )
     assert 0 <= figures["heldout_balanced_accuracy"] <= 1 and 0 <= figures["heldout_image_auroc"] <= 1
+    assert set(figures["heldout_auroc_by_family"]) == set(CATEGORIES)
     assert all(torch.equal(v, model.model.language_model.state_dict()[k]) for k, v in language.items())
     assert any(not torch.equal(v, model.model.visual.state_dict()[k]) for k, v in tower.items())
 
