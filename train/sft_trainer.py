@@ -115,6 +115,17 @@ def build_dataset(dataset_dir: Path, processor: QwenVLProcessor, max_length: int
     )
 
 
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint-N that was written to the end: the Trainer writes trainer_state.json last, so a
+    run killed mid-save leaves a folder without it, which must not be resumed from."""
+    steps = {
+        int(folder.name.removeprefix("checkpoint-")): folder
+        for folder in output_dir.glob("checkpoint-*")
+        if folder.name.removeprefix("checkpoint-").isdigit() and (folder / STATE_FILE).is_file()
+    }
+    return steps[max(steps)] if steps else None
+
+
 def run_sft(config: SFTRunConfig) -> Path:
     """Fine-tune ``config.model_dir`` on ``config.dataset_dir`` and return ``config.output_dir``.
 
@@ -124,7 +135,6 @@ def run_sft(config: SFTRunConfig) -> Path:
     """
     import transformers
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
     from trl.chat_template_utils import get_training_chat_template
 
@@ -190,10 +200,10 @@ def run_sft(config: SFTRunConfig) -> Path:
         data_collator=IndusCoTCollator(processor, training_template, Path(config.dataset_dir)),
         peft_config=peft_config,
     )
-    last = get_last_checkpoint(str(output_dir)) if config.resume and output_dir.is_dir() else None
+    last = last_complete_checkpoint(output_dir) if config.resume else None
     if last is not None:
         log.info("sft: resuming from %s", last)
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(output_dir))
     processor.save_pretrained(output_dir)  # the inference template, not the training one, goes with the model
     trainer.state.save_to_json(str(output_dir / STATE_FILE))

@@ -144,6 +144,8 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint_to_the_same_weights
     # as if killed between step 2 and step 4: only checkpoint-2 is on disk
     shutil.rmtree(out / "checkpoint-4")
     (out / "model.safetensors").unlink()
+    (out / "checkpoint-9").mkdir()  # killed mid-save: no trainer_state.json, never resumed from
+    (out / "checkpoint-9" / "model.safetensors").write_bytes(b"partial")
     run_sft(config)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert [entry["step"] for entry in history if "loss" in entry][-2:] == [3, 4]
