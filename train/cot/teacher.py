@@ -65,35 +65,6 @@ _PURPOSE = {
     "prior": ("recall how a defect-free {product} looks", "check what variation is normal for {product}"),
     "measure": ("measure the spacing of the {items}", "check the gaps between the {items} numerically"),
 }
-_OPENINGS = (
-    "The whole {product} is in view.",
-    "First a look at the whole {product}.",
-    "Global view of the {product}.",
-)
-_SUSPICION = (
-    "Around {box} ({where}) the surface does not look like the rest of the part.",
-    "Something in the {where} area, around {box}, looks irregular.",
-)
-_NOTHING = (
-    "Nothing stands out at this scale; the most salient area is around {box} ({where}).",
-    "At this resolution the part looks regular; if anything, the {where} area around {box} deserves a look.",
-)
-_VERDICT_DEFECT = (
-    "This is {a} {defect} at {box}, outside the acceptable variation: the part is defective.",
-    "The evidence agrees on {a} {defect} around {box}; reject the part.",
-)
-_VERDICT_GOOD = (
-    "Structure and texture are consistent with a defect-free {product}; the part is good.",
-    "No deviation beyond normal variation; the {product} is defect-free.",
-)
-_DIRECT_DEFECT = (
-    "The {product} shows {a} {defect} clearly enough at {box} ({where}) that no tool is needed.",
-    "Even at this scale there is {a} {defect} in the {where} area, around {box}.",
-)
-_DIRECT_GOOD = (
-    "The {product} looks uniform and complete at this scale, with nothing that needs a closer look.",
-    "A regular, complete {product}; no region is suspicious enough to call a tool.",
-)
 
 # The terse style: one phrasing per turn and no number a model cannot read off the image or its context.
 # A 4 M-parameter LM trained on the rich style mangled proposal boxes it had to guess and the gap lists it
@@ -107,14 +78,38 @@ _TERSE = {
     "direct_defect": ("Even at this scale there is {a} {defect} in the {where} area, around {box}.",),
     "direct_good": ("A regular, complete {product}; no region is suspicious enough to call a tool.",),
 }
+# The rich style: varied phrasing that quotes what the tools return, as a large teacher writes.
 _RICH = {
-    "opening": _OPENINGS,
-    "suspicion": _SUSPICION,
-    "nothing": _NOTHING,
-    "verdict_defect": _VERDICT_DEFECT,
-    "verdict_good": _VERDICT_GOOD,
-    "direct_defect": _DIRECT_DEFECT,
-    "direct_good": _DIRECT_GOOD,
+    "opening": (
+        "The whole {product} is in view.",
+        "First a look at the whole {product}.",
+        "Global view of the {product}.",
+    ),
+    "suspicion": (
+        "Around {box} ({where}) the surface does not look like the rest of the part.",
+        "Something in the {where} area, around {box}, looks irregular.",
+    ),
+    "nothing": (
+        "Nothing stands out at this scale; the most salient area is around {box} ({where}).",
+        "At this resolution the part looks regular; if anything, the {where} area around {box} "
+        "deserves a look.",
+    ),
+    "verdict_defect": (
+        "This is {a} {defect} at {box}, outside the acceptable variation: the part is defective.",
+        "The evidence agrees on {a} {defect} around {box}; reject the part.",
+    ),
+    "verdict_good": (
+        "Structure and texture are consistent with a defect-free {product}; the part is good.",
+        "No deviation beyond normal variation; the {product} is defect-free.",
+    ),
+    "direct_defect": (
+        "The {product} shows {a} {defect} clearly enough at {box} ({where}) that no tool is needed.",
+        "Even at this scale there is {a} {defect} in the {where} area, around {box}.",
+    ),
+    "direct_good": (
+        "The {product} looks uniform and complete at this scale, with nothing that needs a closer look.",
+        "A regular, complete {product}; no region is suspicious enough to call a tool.",
+    ),
 }
 STYLES = ("rich", "terse")
 
@@ -311,6 +306,7 @@ class ProgrammaticTeacher(Teacher):
             raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
         self.style = style
         self.templates = _TERSE if style == "terse" else _RICH
+        self.purposes = {key: p[:1] for key, p in _PURPOSE.items()} if style == "terse" else _PURPOSE
         self.registry = registry or default_registry()
         self.priors = priors if priors is not None else PriorStore.default(embedder="lexical")
         self.direct_ratio = direct_ratio
@@ -404,8 +400,7 @@ class ProgrammaticTeacher(Teacher):
         where = (
             f"the region {list(call.arguments['bbox'])}" if "bbox" in call.arguments else "the best region"
         )
-        phrasings = _PURPOSE[key][:1] if self.style == "terse" else _PURPOSE[key]
-        return _pick(rng, phrasings, {**words, "where": where, "items": items})
+        return _pick(rng, self.purposes[key], {**words, "where": where, "items": items})
 
     def _answer(self, sample: Sample, box: Box | None, rng: np.random.Generator, reasoning: str) -> Answer:
         confidences = DEFECT_CONFIDENCES if sample.label else GOOD_CONFIDENCES
