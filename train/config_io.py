@@ -2,11 +2,12 @@
 
 One loader for every `<algo>_config.py`: each field is checked against its type hint (YAML 1.1 reads a
 learning rate like ``1e-5`` as a string, so numbers also accept numeric strings), unknown and missing keys are
-listed, and nested dataclasses (e.g. GRPO's ``reward``) are built the same way.
+listed, and nested dataclasses (GRPO's ``reward``, the demo's SFT ``rounds``) are built the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import types
 import typing
 from dataclasses import MISSING, fields
@@ -93,6 +94,8 @@ def _check(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a list, got {value!r}")
         (item,) = typing.get_args(hint)
         return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(hint):  # e.g. one item of a list of rounds
+        return _build(hint, value, f"{key}.", {})
     if origin is typing.Literal:
         if value not in typing.get_args(hint):
             raise ConfigError(

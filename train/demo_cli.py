@@ -18,7 +18,7 @@ from station.models import DEMO_MODEL_DIR
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="YAML recipe (train/configs/demo.yaml is the shipped model's); default: the built-in recipe.",
+    help="YAML recipe; default: train/configs/demo.yaml, the recipe of the shipped model.",
 )
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Working folder (overrides out_dir)."
@@ -32,7 +32,7 @@ def demo(config_path: Path | None, out: Path | None, ship: bool) -> None:
     """Train the demo model: vision pretraining, Indus-CoT, SFT and GRPO on synthetic parts, each stage
     resumable (run the same command again after an interruption), then validation on unseen parts."""
     from train.config_io import ConfigError
-    from train.demo_config import DemoConfig
+    from train.demo_config import RECIPE, DemoConfig
     from train.demo_trainer import run_demo_training
     from train.demo_trainer import ship as ship_model
 
@@ -42,7 +42,7 @@ def demo(config_path: Path | None, out: Path | None, ship: bool) -> None:
     progress.addHandler(RichHandler(show_path=False))
     progress.propagate = False
     try:
-        config = DemoConfig.from_yaml(config_path) if config_path else DemoConfig()
+        config = DemoConfig.from_yaml(config_path or RECIPE)
         if out is not None:
             config.out_dir = str(out)
     except ConfigError as exc:

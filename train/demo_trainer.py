@@ -9,8 +9,10 @@ interrupted continues where it stopped.
 2. ``vision``: the vision tower learns to see defects from dense mask supervision (`vision_pretrain`).
 3. ``cot``: programmatic Indus-CoT trajectories on synthetic parts (real tool calls and observations).
 4. ``sft``: TRL SFT on them (`run_sft`), the pretrained vision tower frozen by default.
+   Each further round of ``sft.rounds`` adds ``cot-N`` and ``sft-N`` on fresh parts, from the last model.
 5. ``grpo``: TRL GRPO with real tools in the rollouts and the accuracy-gated reward (`run_grpo`).
-6. ``validate-sft`` / ``validate-grpo``: `indus validate` of both on parts from a seed no stage drew.
+6. ``validate-sft`` / ``validate-grpo``: `indus validate` of the last SFT model and of the GRPO one on parts
+   from a seed no stage drew.
 7. ``final``: the GRPO policy (the SFT one when GRPO is off) in fp16 safetensors with a README that
    states the recipe and the measured figures.
 """
@@ -29,11 +31,12 @@ from typing import Any
 import torch
 
 from station.backends.hf.tiny import build_config, save_processor
-from train.demo_config import DEMO_SHAPE, DemoConfig
+from train.demo_config import DEMO_SHAPE, DemoConfig, DemoConfigError, DemoSFTRound
 
 log = logging.getLogger(__name__)
 
 STAGE_FILE = "stage.json"
+RECIPE_FILE = "recipe.json"
 PROCESSOR_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -45,8 +48,21 @@ SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", *
 
 def stage_names(config: DemoConfig) -> list[str]:
     """The stages of a run, in order."""
+    sft = []
+    for number in range(1, len(config.sft.all_rounds(config.seed)) + 1):
+        sft += [_round_folder("cot", number), _round_folder("sft", number)]
     grpo = ["grpo", "validate-grpo"] if config.grpo.steps else []
-    return ["init", "vision", "cot", "sft", "validate-sft", *grpo, "final"]
+    return ["init", "vision", *sft, "validate-sft", *grpo, "final"]
+
+
+def last_sft(config: DemoConfig) -> str:
+    """The stage whose model SFT ends with: GRPO starts from it, and `validate-sft` measures it."""
+    return _round_folder("sft", len(config.sft.all_rounds(config.seed)))
+
+
+def _round_folder(kind: str, number: int) -> str:
+    """``cot``, ``sft``, ``synth-sft`` for the first round (the names of a one-round run), ``-N`` after."""
+    return kind if number == 1 else f"{kind}-{number}"
 
 
 def run_demo_training(config: DemoConfig, on_stage: Callable[[str, dict], None] | None = None) -> Path:
@@ -63,18 +79,94 @@ def run_demo_training(config: DemoConfig, on_stage: Callable[[str, dict], None] 
 
 
 def run_stage(config: DemoConfig, name: str) -> dict:
-    """Run one stage unless its ``stage.json`` says it finished; returns what it recorded."""
+    """Run one stage unless its ``stage.json`` says it finished; returns what it recorded.
+
+    A finished stage is reused only if it was built from the same settings (its own and those of every
+    stage it builds on, kept in ``recipe.json``): an edited recipe never silently ships stale stages."""
     marker = config.out / name / STAGE_FILE
+    recipe = json.loads(json.dumps(stage_recipe(config, name)))  # as read back: tuples are lists
     if marker.is_file():
+        _check_recipe(config.out / name, recipe)
         log.info("stage %s: done earlier (%s)", name, marker)
         return json.loads(marker.read_text(encoding="utf-8"))
     log.info("stage %s: running", name)
     started = time.perf_counter()
-    result = _STAGES[name](config)
+    result = _stage_function(name)(config)
     result["seconds"] = round(time.perf_counter() - started, 1)
     marker.parent.mkdir(parents=True, exist_ok=True)
+    (marker.parent / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
     marker.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def stage_recipe(config: DemoConfig, name: str) -> dict[str, Any]:
+    """Every setting that decides a stage's output, with the recipes of the stages it builds on."""
+    rounds = config.sft.all_rounds(config.seed)
+    validation = {
+        key: getattr(config, key)
+        for key in ("validation_seed", "validation_n", "max_new_tokens", "deadline_s", "image_size")
+    }
+    validation["categories"] = config.categories
+    if name == "init":
+        return {"seed": config.seed, "shape": asdict(DEMO_SHAPE)}
+    if name == "vision":
+        return {"vision": asdict(config.vision), "from": stage_recipe(config, "init")}
+    if name == "validate-sft":
+        return {"validation": validation, "model": stage_recipe(config, last_sft(config))}
+    if name == "grpo":
+        return {
+            "grpo": asdict(config.grpo),
+            "seed": config.seed,
+            "parts": {"image_size": config.image_size, "categories": config.categories},
+            "from": stage_recipe(config, last_sft(config)),
+        }
+    if name == "validate-grpo":
+        return {"validation": validation, "model": stage_recipe(config, "grpo")}
+    if name == "final":
+        built = ["validate-sft", *(["grpo", "validate-grpo"] if config.grpo.steps else [])]
+        return {stage: stage_recipe(config, stage) for stage in built}
+    kind, _, number = name.partition("-")
+    index = int(number or 1)
+    sft_round = asdict(rounds[index - 1])
+    if kind == "cot":  # the data alone: a new learning rate reuses the trajectories
+        for key in ("learning_rate", "num_train_epochs", "warmup_ratio"):
+            del sft_round[key]
+        teacher = {key: getattr(config.sft, key) for key in ("teacher_style", "direct_ratio", "prior_ratio")}
+        parts = {"image_size": config.image_size, "categories": config.categories}
+        return {"round": sft_round, "teacher": teacher, "parts": parts}
+    batch = {
+        key: getattr(config.sft, key)
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "freeze_vision_tower")
+    }
+    start = "vision" if index == 1 else _round_folder("sft", index - 1)
+    return {
+        "round": sft_round,
+        "batch": batch,
+        "data": stage_recipe(config, _round_folder("cot", index)),
+        "from": stage_recipe(config, start),
+    }
+
+
+def _check_recipe(folder: Path, recipe: dict[str, Any]) -> None:
+    record = folder / RECIPE_FILE
+    remedy = f"delete {folder} (and the stages after it) to rebuild it, or choose another --out"
+    if not record.is_file():
+        raise DemoConfigError(f"stage {folder.name} has no {RECIPE_FILE}: its settings are unknown; {remedy}")
+    built = json.loads(record.read_text(encoding="utf-8"))
+    if built != recipe:
+        changed = ", ".join(_differences(built, recipe)[:5])
+        raise DemoConfigError(f"stage {folder.name} was built with other settings ({changed}); {remedy}")
+
+
+def _differences(before: Any, after: Any, path: str = "") -> list[str]:
+    """Dotted paths where two recipes differ (``from.`` leads into the stage a stage builds on)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            change
+            for key in sorted(set(before) | set(after), key=str)
+            for change in _differences(before.get(key), after.get(key), f"{path}{key}.")
+        ]
+    return [] if before == after else [path.rstrip(".")]
 
 
 def stage_results(out: Path) -> dict[str, dict]:
@@ -121,21 +213,30 @@ def _vision(config: DemoConfig) -> dict:
     return figures
 
 
-def _cot(config: DemoConfig) -> dict:
+def _cot(config: DemoConfig, number: int) -> dict:
     from calibration.datasets import open_dataset
     from calibration.synth import write_dataset
     from train.cot import build_trajectories
     from train.cot.teacher import ProgrammaticTeacher
 
-    parts, path = config.out / "synth-sft", config.out / "cot"
-    write_dataset(parts, config.sft.synth_n, config.sft.synth_seed, config.image_size, config.categories)
+    sft_round = config.sft.all_rounds(config.seed)[number - 1]
+    parts = config.out / _round_folder("synth-sft", number)
+    path = config.out / _round_folder("cot", number)
+    write_dataset(parts, sft_round.synth_n, sft_round.synth_seed, config.image_size, config.categories)
+    samples = list(open_dataset(f"synth:{parts}").samples())
+    if sft_round.focus_categories:
+        focus = parts.with_name(parts.name + "-focus")
+        write_dataset(
+            focus, sft_round.focus_n, sft_round.focus_seed, config.image_size, sft_round.focus_categories
+        )
+        samples += open_dataset(f"synth:{focus}").samples()
     if path.exists():  # a build interrupted before its stage.json: start it over
         shutil.rmtree(path)
     report = build_trajectories(
-        open_dataset(f"synth:{parts}").samples(),
+        samples,
         path,
-        seed=config.seed,
-        total=config.sft.trajectories,
+        seed=sft_round.seed,
+        total=sft_round.trajectories,
         teacher=ProgrammaticTeacher(
             direct_ratio=config.sft.direct_ratio,
             prior_ratio=config.sft.prior_ratio,
@@ -152,26 +253,27 @@ def _cot(config: DemoConfig) -> dict:
     }
 
 
-def _sft(config: DemoConfig) -> dict:
+def _sft(config: DemoConfig, number: int) -> dict:
     from train.sft_config import SFTRunConfig
     from train.sft_trainer import STATE_FILE, run_sft
 
-    sft = config.sft
-    path = config.out / "sft"
+    sft_round: DemoSFTRound = config.sft.all_rounds(config.seed)[number - 1]
+    start = "vision" if number == 1 else _round_folder("sft", number - 1)
+    path = config.out / _round_folder("sft", number)
     run_sft(
         SFTRunConfig(
-            model_dir=str(config.out / "vision"),
-            dataset_dir=str(config.out / "cot"),
+            model_dir=str(config.out / start),
+            dataset_dir=str(config.out / _round_folder("cot", number)),
             output_dir=str(path),
-            num_train_epochs=sft.num_train_epochs,
-            learning_rate=sft.learning_rate,
-            warmup_ratio=sft.warmup_ratio,
+            num_train_epochs=sft_round.num_train_epochs,
+            learning_rate=sft_round.learning_rate,
+            warmup_ratio=sft_round.warmup_ratio,
             lr_scheduler_type="cosine",
-            per_device_train_batch_size=sft.per_device_train_batch_size,
-            gradient_accumulation_steps=sft.gradient_accumulation_steps,
-            freeze_vision_tower=sft.freeze_vision_tower,
+            per_device_train_batch_size=config.sft.per_device_train_batch_size,
+            gradient_accumulation_steps=config.sft.gradient_accumulation_steps,
+            freeze_vision_tower=config.sft.freeze_vision_tower,
             gradient_checkpointing=False,
-            seed=config.seed,
+            seed=sft_round.seed,
             use_cpu=not torch.cuda.is_available(),
             logging_steps=10,
             save_steps=25,  # about every 2 minutes on a CPU: an interrupted stage resumes from here
@@ -196,7 +298,7 @@ def _grpo(config: DemoConfig) -> dict:
     write_dataset(parts, grpo.synth_n, grpo.synth_seed, config.image_size, config.categories)
     run_grpo(
         GRPORunConfig(
-            model_dir=str(config.out / "sft"),
+            model_dir=str(config.out / last_sft(config)),
             dataset=f"synth:{parts}",
             output_dir=str(config.out / "grpo"),
             num_generations=grpo.num_generations,
@@ -213,8 +315,8 @@ def _grpo(config: DemoConfig) -> dict:
     return {"steps": grpo.steps}
 
 
-def _validate(config: DemoConfig, stage: str) -> dict:
-    """`indus validate` of one stage's model on parts from the validation seed; the headline figures."""
+def _validate(config: DemoConfig, stage: str, out: str) -> dict:
+    """`indus validate` of one stage's model on parts from the validation seed, into ``out``; the headline."""
     from calibration.synth import write_dataset
     from calibration.validate.runner import RunSpec, ValidationRun
     from station.agent_config import AgentConfig
@@ -228,7 +330,7 @@ def _validate(config: DemoConfig, stage: str) -> dict:
     model_dir = config.out / stage
     agent = AgentConfig(max_new_tokens=config.max_new_tokens, deadline_s=config.deadline_s)
     spec = RunSpec.create(f"synth:{parts}", backend="hf", model=str(model_dir), agent=agent)
-    run = ValidationRun(config.out / f"validate-{stage}", spec, restart=True)
+    run = ValidationRun(config.out / out, spec, restart=True)
     backend = load_backend("hf", str(model_dir), device="auto")
     try:
         inspection = run.inspect(backend, progress=False)
@@ -257,7 +359,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _final(config: DemoConfig) -> dict:
-    source = config.out / ("grpo" if config.grpo.steps else "sft")
+    source = config.out / ("grpo" if config.grpo.steps else last_sft(config))
     path = config.out / "final"
     model = _load(source).to(torch.float16)
     model.save_pretrained(path)
@@ -292,13 +394,22 @@ def model_card(config: DemoConfig, source: str, results: dict[str, dict]) -> str
 _STAGES: dict[str, Callable[[DemoConfig], dict]] = {
     "init": _init,
     "vision": _vision,
-    "cot": _cot,
-    "sft": _sft,
-    "validate-sft": lambda config: _validate(config, "sft"),
+    "validate-sft": lambda config: _validate(config, last_sft(config), "validate-sft"),
     "grpo": _grpo,
-    "validate-grpo": lambda config: _validate(config, "grpo"),
+    "validate-grpo": lambda config: _validate(config, "grpo", "validate-grpo"),
     "final": _final,
 }
+
+
+def _stage_function(name: str) -> Callable[[DemoConfig], dict]:
+    """The stage's function; ``cot``/``sft`` and their ``-N`` rounds take the round's number."""
+    if name in _STAGES:
+        return _STAGES[name]
+    kind, _, number = name.partition("-")
+    round_stages = {"cot": _cot, "sft": _sft}
+    if kind not in round_stages or not (number == "" or (number.isdigit() and int(number) > 1)):
+        raise KeyError(f"no demo stage named {name!r}")
+    return lambda config: round_stages[kind](config, int(number or 1))
 
 
 def ship(final: Path, destination: Path) -> list[Path]:

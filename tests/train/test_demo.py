@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from station.backends.hf.tiny import ModelShape
 from train.config_io import ConfigError
-from train.demo_config import DemoConfig
+from train.demo_config import DemoConfig, DemoConfigError
 
 RECIPE = Path(__file__).resolve().parents[2] / "train" / "configs" / "demo.yaml"
 MINI_SHAPE = ModelShape(max_pixels=64 * 64)  # the tests' tiny shape, 16 image tokens per part
@@ -21,8 +21,15 @@ MINI_SHAPE = ModelShape(max_pixels=64 * 64)  # the tests' tiny shape, 16 image t
 
 def test_the_shipped_recipe_loads_and_keeps_validation_unseen():
     config = DemoConfig.from_yaml(RECIPE)
-    assert config.validation_seed not in (config.sft.synth_seed, config.grpo.synth_seed, config.vision.seed)
-    assert config.sft.trajectories <= 2 * (config.sft.synth_n // 2) * 6  # the parts exist to balance from
+    rounds = config.sft.all_rounds(config.seed)
+    seeds = [r.synth_seed for r in rounds] + [r.focus_seed for r in rounds if r.focus_categories]
+    assert config.validation_seed not in (*seeds, config.grpo.synth_seed, config.vision.seed)
+    for sft_round in rounds:  # each round's parts hold enough defective ones to balance from
+        defective = (sft_round.synth_n // 2) * 6 + (sft_round.focus_n // 2) * len(sft_round.focus_categories)
+        assert sft_round.trajectories <= 2 * defective
+
+
+ROUND = {"trajectories": 4, "synth_n": 4, "synth_seed": 7, "seed": 1, "learning_rate": 1e-4}
 
 
 @pytest.mark.parametrize(
@@ -33,6 +40,17 @@ def test_the_shipped_recipe_loads_and_keeps_validation_unseen():
         ({"categories": ["brushed_metal", "marble"]}, "unknown"),
         ({"grpo": {"steps": -1}}, "grpo.steps"),
         ({"sft": {"trajectories": 1}}, "positive"),
+        ({"sft": {"rounds": [{**ROUND, "synth_seed": 2000}]}}, "distinct"),
+        ({"sft": {"rounds": [{**ROUND, "trajectories": 0}]}}, "positive"),
+        ({"sft": {"rounds": [{**ROUND, "focus_categories": ["lag_screw"], "focus_n": 4}]}}, "focus_seed"),
+        (
+            {
+                "categories": ["brushed_metal"],
+                "sft": {"rounds": [{**ROUND, "focus_categories": ["lag_screw"]}]},
+            },
+            "not trained on",
+        ),
+        ({"sft": {"rounds": [{"trajectories": 4}]}}, "sft.rounds\\[0\\].synth_n"),
     ],
 )
 def test_bad_recipes_are_refused_with_the_key(change: dict, message: str):
@@ -54,6 +72,14 @@ def mini_config(out: Path) -> DemoConfig:
                 "num_train_epochs": 1.0,
                 "per_device_train_batch_size": 2,
                 "gradient_accumulation_steps": 1,
+                "rounds": [
+                    {
+                        **ROUND,
+                        "focus_categories": ["brushed_metal"],
+                        "focus_n": 2,
+                        "focus_seed": 8,
+                    }
+                ],
             },
             "grpo": {
                 "steps": 1,
@@ -78,11 +104,21 @@ def test_the_pipeline_runs_every_stage_resumes_and_ships_an_fp16_model(tmp_path,
     config = mini_config(tmp_path / "run")
     seen: list[str] = []
     final = demo_trainer.run_demo_training(config, on_stage=lambda name, _: seen.append(name))
-    assert seen == ["init", "vision", "cot", "sft", "validate-sft", "grpo", "validate-grpo", "final"]
+    assert seen == [
+        "init", "vision", "cot", "sft", "cot-2", "sft-2", "validate-sft", "grpo", "validate-grpo", "final"
+    ]  # fmt: skip
     results = demo_trainer.stage_results(config.out)
     assert set(results) == set(seen)
     assert results["cot"]["written"] == 4 and results["cot"]["good"] == results["cot"]["defective"] == 2
     assert results["sft"]["steps"] == 2
+    # the second round trains on its own parts, the focus category's extra ones among them
+    sources = [json.loads(line)["source"] for line in (config.out / "cot-2/trajectories.jsonl").open()]
+    assert results["cot-2"]["written"] == 4 and all("synth-sft-2" in source for source in sources)
+    assert (config.out / "synth-sft-2-focus/synth_meta.jsonl").is_file()
+    assert results["sft-2"]["steps"] == 2
+    # SFT ends with the last round: that is the model validate-sft measures and GRPO starts from
+    validated = json.loads((config.out / "validate-sft/run.json").read_text(encoding="utf-8"))
+    assert Path(validated["spec"]["model"]).name == "sft-2"
     for name in ("validate-sft", "validate-grpo"):
         assert results[name]["images"] == 2  # the validation seed's test split: one good, one defective
         assert 0 <= results[name]["balanced_accuracy"] <= 1
@@ -101,6 +137,21 @@ def test_the_pipeline_runs_every_stage_resumes_and_ships_an_fp16_model(tmp_path,
     again: list[str] = []
     demo_trainer.run_demo_training(config, on_stage=lambda name, _: again.append(name))
     assert again == seen
+    assert {p: p.stat().st_mtime_ns for p in config.out.glob("*/stage.json")} == stamps
+
+    # an edited recipe is refused at the first stage it changes, never silently served from stale stages
+    config.grpo.learning_rate = 1e-3
+    with pytest.raises(
+        DemoConfigError, match=r"stage grpo was built with other settings \(grpo.learning_rate\)"
+    ):
+        demo_trainer.run_demo_training(config)
+    config.grpo.learning_rate = mini_config(tmp_path / "run").grpo.learning_rate
+    config.sft.rounds[0].learning_rate = 1e-3  # the second SFT round: everything after it is stale too
+    with pytest.raises(DemoConfigError, match=r"stage sft-2 .*\(round.learning_rate\)"):
+        demo_trainer.run_demo_training(config)
+    (config.out / "vision" / "recipe.json").unlink()
+    with pytest.raises(DemoConfigError, match=r"stage vision has no recipe\.json"):
+        demo_trainer.run_demo_training(config)
     assert {p: p.stat().st_mtime_ns for p in config.out.glob("*/stage.json")} == stamps
 
     shipped = demo_trainer.ship(final, tmp_path / "package" / "demo")
