@@ -64,6 +64,10 @@ class DemoSFTRound:
     focus_seed: int | None = field(
         default=None, metadata={"help": "Seed of the focus parts (required with focus_categories)."}
     )
+    freeze_vision_tower: bool | None = field(
+        default=None,
+        metadata={"help": "Override `sft.freeze_vision_tower` for this round (false: tune the tower too)."},
+    )
 
 
 @dataclass

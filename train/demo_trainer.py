@@ -129,14 +129,15 @@ def stage_recipe(config: DemoConfig, name: str) -> dict[str, Any]:
     index = int(number or 1)
     sft_round = asdict(rounds[index - 1])
     if kind == "cot":  # the data alone: a new learning rate reuses the trajectories
-        for key in ("learning_rate", "num_train_epochs", "warmup_ratio"):
+        for key in ("learning_rate", "num_train_epochs", "warmup_ratio", "freeze_vision_tower"):
             del sft_round[key]
         teacher = {key: getattr(config.sft, key) for key in ("teacher_style", "direct_ratio", "prior_ratio")}
         parts = {"image_size": config.image_size, "categories": config.categories}
         return {"round": sft_round, "teacher": teacher, "parts": parts}
     batch = {
-        key: getattr(config.sft, key)
-        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "freeze_vision_tower")
+        "per_device_train_batch_size": config.sft.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.sft.gradient_accumulation_steps,
+        "freeze_vision_tower": _frozen(config, rounds[index - 1]),
     }
     start = "vision" if index == 1 else _round_folder("sft", index - 1)
     return {
@@ -145,6 +146,12 @@ def stage_recipe(config: DemoConfig, name: str) -> dict[str, Any]:
         "data": stage_recipe(config, _round_folder("cot", index)),
         "from": stage_recipe(config, start),
     }
+
+
+def _frozen(config: DemoConfig, sft_round: DemoSFTRound) -> bool:
+    if sft_round.freeze_vision_tower is None:
+        return config.sft.freeze_vision_tower
+    return sft_round.freeze_vision_tower
 
 
 def _check_recipe(folder: Path, recipe: dict[str, Any]) -> None:
@@ -271,7 +278,7 @@ def _sft(config: DemoConfig, number: int) -> dict:
             lr_scheduler_type="cosine",
             per_device_train_batch_size=config.sft.per_device_train_batch_size,
             gradient_accumulation_steps=config.sft.gradient_accumulation_steps,
-            freeze_vision_tower=config.sft.freeze_vision_tower,
+            freeze_vision_tower=_frozen(config, sft_round),
             gradient_checkpointing=False,
             seed=sft_round.seed,
             use_cpu=not torch.cuda.is_available(),

@@ -78,6 +78,7 @@ def mini_config(out: Path) -> DemoConfig:
                         "focus_categories": ["brushed_metal"],
                         "focus_n": 2,
                         "focus_seed": 8,
+                        "freeze_vision_tower": False,  # this round tunes the tower as well
                     }
                 ],
             },
@@ -116,6 +117,11 @@ def test_the_pipeline_runs_every_stage_resumes_and_ships_an_fp16_model(tmp_path,
     assert results["cot-2"]["written"] == 4 and all("synth-sft-2" in source for source in sources)
     assert (config.out / "synth-sft-2-focus/synth_meta.jsonl").is_file()
     assert results["sft-2"]["steps"] == 2
+    recipe = json.loads((config.out / "sft-2/recipe.json").read_text(encoding="utf-8"))
+    assert recipe["batch"]["freeze_vision_tower"] is False
+    assert recipe["from"]["batch"]["freeze_vision_tower"] is True  # the first round kept it frozen
+    assert _vision_differs(config.out / "sft", config.out / "sft-2")
+    assert not _vision_differs(config.out / "vision", config.out / "sft")
     # SFT ends with the last round: that is the model validate-sft measures and GRPO starts from
     validated = json.loads((config.out / "validate-sft/run.json").read_text(encoding="utf-8"))
     assert Path(validated["spec"]["model"]).name == "sft-2"
@@ -156,6 +162,13 @@ def test_the_pipeline_runs_every_stage_resumes_and_ships_an_fp16_model(tmp_path,
 
     shipped = demo_trainer.ship(final, tmp_path / "package" / "demo")
     assert {p.name for p in shipped} >= {"model.safetensors", "config.json", "tokenizer.json", "README.md"}
+
+
+def _vision_differs(before: Path, after: Path) -> bool:
+    from safetensors.torch import load_file
+
+    a, b = load_file(before / "model.safetensors"), load_file(after / "model.safetensors")
+    return any(not a[k].equal(b[k]) for k in a if k.startswith("model.visual."))
 
 
 def test_an_interrupted_stage_runs_again(tmp_path, monkeypatch):
