@@ -7,7 +7,7 @@ round and its GRPO, without the further rounds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,8 @@ class DemoSFTConfig:
     )
 
     def all_rounds(self, seed: int) -> list[DemoSFTRound]:
-        """Every SFT round in order, the first one spelled out by this config's own fields."""
+        """Every SFT round in order, as it runs: the first one spelled out by this config's own fields, and
+        `freeze_vision_tower` resolved in each."""
         first = DemoSFTRound(
             trajectories=self.trajectories,
             synth_n=self.synth_n,
@@ -119,7 +120,10 @@ class DemoSFTConfig:
             num_train_epochs=self.num_train_epochs,
             warmup_ratio=self.warmup_ratio,
         )
-        return [first, *self.rounds]
+        return [
+            replace(r, freeze_vision_tower=self.freeze_vision_tower) if r.freeze_vision_tower is None else r
+            for r in (first, *self.rounds)
+        ]
 
 
 @dataclass

@@ -137,7 +137,7 @@ def stage_recipe(config: DemoConfig, name: str) -> dict[str, Any]:
     batch = {
         "per_device_train_batch_size": config.sft.per_device_train_batch_size,
         "gradient_accumulation_steps": config.sft.gradient_accumulation_steps,
-        "freeze_vision_tower": _frozen(config, rounds[index - 1]),
+        "freeze_vision_tower": rounds[index - 1].freeze_vision_tower,
     }
     start = "vision" if index == 1 else _round_folder("sft", index - 1)
     return {
@@ -146,12 +146,6 @@ def stage_recipe(config: DemoConfig, name: str) -> dict[str, Any]:
         "data": stage_recipe(config, _round_folder("cot", index)),
         "from": stage_recipe(config, start),
     }
-
-
-def _frozen(config: DemoConfig, sft_round: DemoSFTRound) -> bool:
-    if sft_round.freeze_vision_tower is None:
-        return config.sft.freeze_vision_tower
-    return sft_round.freeze_vision_tower
 
 
 def _check_recipe(folder: Path, recipe: dict[str, Any]) -> None:
@@ -278,7 +272,7 @@ def _sft(config: DemoConfig, number: int) -> dict:
             lr_scheduler_type="cosine",
             per_device_train_batch_size=config.sft.per_device_train_batch_size,
             gradient_accumulation_steps=config.sft.gradient_accumulation_steps,
-            freeze_vision_tower=_frozen(config, sft_round),
+            freeze_vision_tower=sft_round.freeze_vision_tower,
             gradient_checkpointing=False,
             seed=sft_round.seed,
             use_cpu=not torch.cuda.is_available(),
