@@ -52,7 +52,10 @@ def demo(config_path: Path | None, out: Path | None, ship: bool) -> None:
     def report(stage: str, result: dict) -> None:
         console.print(f"[bold]{stage}[/bold] {json.dumps(result)}")
 
-    final = run_demo_training(config, on_stage=report)
+    try:
+        final = run_demo_training(config, on_stage=report)
+    except ConfigError as exc:  # a finished stage built from other settings: the message says what to delete
+        raise click.ClickException(str(exc)) from exc
     console.print(f"demo model: {final}")
     if ship:
         copied = ship_model(final, DEMO_MODEL_DIR)

@@ -68,6 +68,14 @@ class DemoSFTRound:
         default=None,
         metadata={"help": "Override `sft.freeze_vision_tower` for this round (false: tune the tower too)."},
     )
+    good_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "Share of good parts among the round's trajectories. Below 0.5 tilts the model's prior "
+            "towards calling defects: for a model that misses far more defects than it falsely rejects, "
+            "a share s moves its decision by about ln((1 - s) / s) nats."
+        },
+    )
 
 
 @dataclass
@@ -205,6 +213,10 @@ class DemoConfig:
             if r.focus_categories and (r.focus_n < 1 or r.focus_seed is None):
                 raise DemoConfigError(
                     f"sft round {number}: focus_categories need focus_n >= 1 and a focus_seed"
+                )
+            if not 0 < r.good_share < 1:
+                raise DemoConfigError(
+                    f"sft round {number}: good_share must lie in (0, 1), got {r.good_share}"
                 )
         from train.cot.teacher import STYLES
 

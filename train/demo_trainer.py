@@ -237,6 +237,7 @@ def _cot(config: DemoConfig, number: int) -> dict:
         samples,
         path,
         seed=sft_round.seed,
+        balance=sft_round.good_share,
         total=sft_round.trajectories,
         teacher=ProgrammaticTeacher(
             direct_ratio=config.sft.direct_ratio,

@@ -24,9 +24,10 @@ def test_the_shipped_recipe_loads_and_keeps_validation_unseen():
     rounds = config.sft.all_rounds(config.seed)
     seeds = [r.synth_seed for r in rounds] + [r.focus_seed for r in rounds if r.focus_categories]
     assert config.validation_seed not in (*seeds, config.grpo.synth_seed, config.vision.seed)
-    for sft_round in rounds:  # each round's parts hold enough defective ones to balance from
-        defective = (sft_round.synth_n // 2) * 6 + (sft_round.focus_n // 2) * len(sft_round.focus_categories)
-        assert sft_round.trajectories <= 2 * defective
+    for sft_round in rounds:  # each round's parts hold enough of each label for its good_share
+        per_label = (sft_round.synth_n // 2) * 6 + (sft_round.focus_n // 2) * len(sft_round.focus_categories)
+        good = round(sft_round.trajectories * sft_round.good_share)
+        assert max(good, sft_round.trajectories - good) <= per_label
 
 
 ROUND = {"trajectories": 4, "synth_n": 4, "synth_seed": 7, "seed": 1, "learning_rate": 1e-4}
@@ -51,6 +52,7 @@ ROUND = {"trajectories": 4, "synth_n": 4, "synth_seed": 7, "seed": 1, "learning_
             "not trained on",
         ),
         ({"sft": {"rounds": [{"trajectories": 4}]}}, "sft.rounds\\[0\\].synth_n"),
+        ({"sft": {"rounds": [{**ROUND, "good_share": 1.0}]}}, "good_share"),
     ],
 )
 def test_bad_recipes_are_refused_with_the_key(change: dict, message: str):
@@ -79,6 +81,7 @@ def mini_config(out: Path) -> DemoConfig:
                         "focus_n": 2,
                         "focus_seed": 8,
                         "freeze_vision_tower": False,  # this round tunes the tower as well
+                        "good_share": 0.25,
                     }
                 ],
             },
@@ -115,6 +118,7 @@ def test_the_pipeline_runs_every_stage_resumes_and_ships_an_fp16_model(tmp_path,
     # the second round trains on its own parts, the focus category's extra ones among them
     sources = [json.loads(line)["source"] for line in (config.out / "cot-2/trajectories.jsonl").open()]
     assert results["cot-2"]["written"] == 4 and all("synth-sft-2" in source for source in sources)
+    assert (results["cot-2"]["good"], results["cot-2"]["defective"]) == (1, 3)  # its good_share, 0.25
     assert (config.out / "synth-sft-2-focus/synth_meta.jsonl").is_file()
     assert results["sft-2"]["steps"] == 2
     recipe = json.loads((config.out / "sft-2/recipe.json").read_text(encoding="utf-8"))
@@ -193,3 +197,14 @@ def test_cli_reports_a_bad_config(tmp_path):
     result = CliRunner().invoke(main, ["train", "demo", "--config", str(bad)])
     assert result.exit_code != 0
     assert "sft.trajectories" in result.output
+
+
+def test_cli_refuses_a_stale_stage_without_a_traceback(tmp_path):
+    from station.cli.main import main
+
+    (tmp_path / "init").mkdir()
+    (tmp_path / "init" / "stage.json").write_text("{}", encoding="utf-8")  # finished, settings unknown
+    result = CliRunner().invoke(main, ["train", "demo", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "stage init has no recipe.json" in result.output
+    assert not isinstance(result.exception, DemoConfigError)  # reported by click, not raised
