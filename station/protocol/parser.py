@@ -13,8 +13,9 @@ import re
 from station.protocol.turns import Answer, ParsedTurn, ParseError, ToolCall, ToolCalls
 from tools.boxes import check_rel_box
 
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# One pattern for both blocks, scanned left to right: a block ends at its own closing tag, so a tag spelled
+# inside another block's JSON (a string value or key "<answer>") is content, not structure.
+_BLOCK = re.compile(r"<(tool_call|answer)>(.*?)</\1>", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 # End-of-turn markers a backend may leave in decoded text.
 _TRAILERS = ("<|im_end|>", "<|endoftext|>")
@@ -121,21 +122,22 @@ def parse_turn(text: object) -> ParsedTurn:
     if not text:
         return ParseError("empty", "model output is empty")
 
-    calls = list(_TOOL_CALL.finditer(text))
-    answers = list(_ANSWER.finditer(text))
-    open_call, open_answer = text.count("<tool_call>"), text.count("<answer>")
-    if open_call > len(calls) or open_answer > len(answers):
+    blocks = list(_BLOCK.finditer(text))
+    calls = [b for b in blocks if b.group(1) == "tool_call"]
+    answers = [b for b in blocks if b.group(1) == "answer"]
+    outside = _BLOCK.sub("", text)
+    if "<tool_call>" in outside or "<answer>" in outside:
         return ParseError("truncated", "an opened tag is never closed; the output was cut off")
     if calls and answers:
         return ParseError("conflict", "a turn must either call tools or answer, not both")
     if len(answers) > 1:
         return ParseError("multiple_answers", "give exactly one <answer>")
     if answers:
-        return _parse_answer(answers[0].group(1), text[: answers[0].start()].rstrip("\n"))
+        return _parse_answer(answers[0].group(2), text[: answers[0].start()].rstrip("\n"))
     if calls:
         parsed = []
         for match in calls:
-            call = _parse_call(match.group(1))
+            call = _parse_call(match.group(2))
             if isinstance(call, ParseError):
                 return call
             parsed.append(call)

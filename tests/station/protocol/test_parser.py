@@ -148,3 +148,18 @@ def test_several_calls_in_one_turn_keep_their_order():
     parsed = parse_turn(text)
     assert [c.name for c in parsed.calls] == ["crop", "prior"]
     assert parsed.text == text
+
+
+@pytest.mark.parametrize("inner", ["<answer>", "</tool_call>x<answer>", "<answer>y</answer>", "<tool_call>"])
+def test_a_tag_spelled_inside_a_block_is_content(inner):
+    call = ToolCall("crop", {inner: None, "note": inner})
+    turn = ToolCalls(calls=(call,), content="<think>\nzoom\n</think>")
+    parsed = parse_turn(turn.text)
+    if "</tool_call>" in inner:  # a closing tag in the JSON ends the block where it stands: the JSON breaks
+        assert isinstance(parsed, ParseError)
+    else:
+        assert isinstance(parsed, ToolCalls) and parsed.text == turn.text
+        assert parsed.calls[0].arguments == call.arguments
+    answer = Answer(anomaly=True, type=inner, bbox=None, confidence=0.9, content="")
+    if "</answer>" not in inner:
+        assert parse_turn(answer.text) == answer
