@@ -142,6 +142,17 @@ class DemoGRPOConfig:
         default=40, metadata={"help": "`indus synth --n` per category for the rollout parts."}
     )
     synth_seed: int = field(default=2000, metadata={"help": "Seed of the rollout parts."})
+    categories: list[str] | None = field(
+        default=None,
+        metadata={"help": "Roll out on parts of only these categories (default: every trained one)."},
+    )
+    good_share: float | None = field(
+        default=None,
+        metadata={
+            "help": "Share of good parts among the rollout parts, in (0, 1) (default: the synthetic mix, "
+            "half); see GRPORunConfig.good_share."
+        },
+    )
     num_generations: int = field(default=4, metadata={"help": "Rollouts per part (the group)."})
     per_device_train_batch_size: int = field(
         default=4, metadata={"help": "Rollouts per step (whole groups)."}
@@ -217,6 +228,11 @@ class DemoConfig:
                 raise DemoConfigError(
                     f"sft round {number}: good_share must lie in (0, 1), got {r.good_share}"
                 )
+        unknown = sorted(set(self.grpo.categories or []) - set(self.categories or CATEGORIES))
+        if unknown or self.grpo.categories == []:
+            raise DemoConfigError(f"grpo.categories: empty or not trained on: {unknown}")
+        if self.grpo.good_share is not None and not 0 < self.grpo.good_share < 1:
+            raise DemoConfigError(f"grpo.good_share must lie in (0, 1), got {self.grpo.good_share}")
         from train.cot.teacher import STYLES
 
         if self.sft.teacher_style not in STYLES:

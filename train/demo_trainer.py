@@ -297,11 +297,13 @@ def _grpo(config: DemoConfig) -> dict:
 
     grpo = config.grpo
     parts = config.out / "synth-grpo"
-    write_dataset(parts, grpo.synth_n, grpo.synth_seed, config.image_size, config.categories)
+    categories = grpo.categories or config.categories
+    write_dataset(parts, grpo.synth_n, grpo.synth_seed, config.image_size, categories)
     run_grpo(
         GRPORunConfig(
             model_dir=str(config.out / last_sft(config)),
             dataset=f"synth:{parts}",
+            good_share=grpo.good_share,
             output_dir=str(config.out / "grpo"),
             num_generations=grpo.num_generations,
             per_device_train_batch_size=grpo.per_device_train_batch_size,

@@ -36,6 +36,15 @@ class GRPORunConfig:
     limit: int | None = field(
         default=None, metadata={"help": "At most this many samples, drawn with `seed` (default: all)."}
     )
+    good_share: float | None = field(
+        default=None,
+        metadata={
+            "help": "Share of good parts among the rollout images, in (0, 1): the larger side is thinned "
+            "(drawn with `seed`) to reach it; default: the dataset's own mix. The verdict's reward reaches "
+            "the policy only through groups whose rollouts disagree on it, so this sets how much of that "
+            "signal comes from defective parts."
+        },
+    )
     num_generations: int = field(
         default=8, metadata={"help": "Group size G: rollouts per image whose rewards are compared."}
     )
@@ -104,6 +113,8 @@ class GRPORunConfig:
             )
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {self.limit}")
+        if self.good_share is not None and not 0 < self.good_share < 1:
+            raise ConfigError(f"good_share must lie in (0, 1), got {self.good_share}")
         if self.beta < 0 or self.learning_rate <= 0 or self.temperature <= 0:
             raise ConfigError("beta must be >= 0, learning_rate and temperature > 0")
         if ":" not in self.dataset:

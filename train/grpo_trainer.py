@@ -127,11 +127,29 @@ class InspectionEnvironment:
 
 def load_samples(config: GRPORunConfig) -> list[Sample]:
     samples = list(open_dataset(config.dataset, config.categories).samples())
+    if config.good_share is not None:
+        samples = tilt(samples, config.good_share, config.seed)
     if config.limit is not None and config.limit < len(samples):
         samples = random.Random(config.seed).sample(samples, config.limit)
     if not samples:
         raise ValueError(f"dataset {config.dataset} has no samples for the selected categories")
     return samples
+
+
+def tilt(samples: Sequence[Sample], good_share: float, seed: int) -> list[Sample]:
+    """Thin the larger side (good or defective) so that good parts make up `good_share`; the order of the
+    samples kept is unchanged, so a tilt of a sorted dataset stays sorted."""
+    good = [s for s in samples if not s.label]
+    defective = [s for s in samples if s.label]
+    if not good or not defective:
+        raise ValueError("good_share needs both good and defective samples in the dataset")
+    keep_good = min(len(good), round(len(defective) * good_share / (1 - good_share)))
+    keep_defective = min(len(defective), round(len(good) * (1 - good_share) / good_share))
+    rng = random.Random(seed)
+    kept = {id(s) for s in rng.sample(good, max(keep_good, 1))} | {
+        id(s) for s in rng.sample(defective, max(keep_defective, 1))
+    }
+    return [s for s in samples if id(s) in kept]
 
 
 def build_dataset(samples: Sequence[Sample]) -> Dataset:

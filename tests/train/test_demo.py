@@ -53,6 +53,9 @@ ROUND = {"trajectories": 4, "synth_n": 4, "synth_seed": 7, "seed": 1, "learning_
         ),
         ({"sft": {"rounds": [{"trajectories": 4}]}}, "sft.rounds\\[0\\].synth_n"),
         ({"sft": {"rounds": [{**ROUND, "good_share": 1.0}]}}, "good_share"),
+        ({"grpo": {"good_share": 0.0}}, "grpo.good_share"),
+        ({"categories": ["brushed_metal"], "grpo": {"categories": ["lag_screw"]}}, "grpo.categories"),
+        ({"grpo": {"categories": []}}, "grpo.categories"),
     ],
 )
 def test_bad_recipes_are_refused_with_the_key(change: dict, message: str):
@@ -91,6 +94,8 @@ def mini_config(out: Path) -> DemoConfig:
                 "num_generations": 2,
                 "per_device_train_batch_size": 2,
                 "max_completion_length": 16,
+                "categories": ["brushed_metal"],
+                "good_share": 0.5,
             },
             "validation_n": 2,
         }

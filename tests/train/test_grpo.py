@@ -31,7 +31,9 @@ from train.grpo_trainer import (
     VerdictProbe,
     build_trainer,
     forced_answer_prefix,
+    load_samples,
     save_policy,
+    tilt,
 )
 
 # Even rollouts: two tools in one round, one more in a second round, then an answer.
@@ -293,6 +295,21 @@ def test_environment_answers_bad_calls_like_the_station(parts: Path):
     error = env.measure(operation="teleport", items=[[1, 2]])
     assert len(error) == 1 and "invalid_arguments" in error[0]["text"]
     assert [o.ok for o in env.observations] == [True, False]
+
+
+@pytest.mark.parametrize(("share", "good", "defective"), [(0.25, 8, 24), (0.75, 24, 8), (0.5, 24, 24)])
+def test_good_share_thins_the_larger_side(parts: Path, tmp_path: Path, share, good, defective):
+    """The parts hold 24 good and 24 defective test images (6 categories x 4 + 4)."""
+    config = make_config(Path("m"), parts, tmp_path, limit=None, good_share=share)
+    samples = load_samples(config)
+    assert (sum(not s.label for s in samples), sum(bool(s.label) for s in samples)) == (good, defective)
+    assert load_samples(config) == samples  # the draw follows the seed
+    everything = list(open_dataset(f"synth:{parts}").samples())
+    assert [s for s in everything if s in samples] == samples  # the dataset's order is kept
+    with pytest.raises(ValueError, match="both good and defective"):
+        tilt([s for s in everything if not s.label], share, seed=0)
+    with pytest.raises(ConfigError, match="good_share must lie in"):
+        make_config(Path("m"), parts, tmp_path, good_share=1.0)
 
 
 def test_config_from_yaml_reports_mistakes_by_key(tmp_path: Path):
