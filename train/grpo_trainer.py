@@ -52,6 +52,7 @@ from tools.image import as_uint8, to_rgb
 from tools.prior import PriorStore
 from tools.registry import Observation, ToolContext, ToolRegistry
 from tools.toolkit import default_registry
+from train.cot.dataset import targets
 from train.grpo_config import GRPORunConfig
 from train.rewards import (
     Episode,
@@ -143,12 +144,9 @@ def tilt(samples: Sequence[Sample], good_share: float, seed: int) -> list[Sample
     defective = [s for s in samples if s.label]
     if not good or not defective:
         raise ValueError("good_share needs both good and defective samples in the dataset")
-    keep_good = min(len(good), round(len(defective) * good_share / (1 - good_share)))
-    keep_defective = min(len(defective), round(len(good) * (1 - good_share) / good_share))
+    n_good, n_defective = targets(len(good), len(defective), good_share)
     rng = random.Random(seed)
-    kept = {id(s) for s in rng.sample(good, max(keep_good, 1))} | {
-        id(s) for s in rng.sample(defective, max(keep_defective, 1))
-    }
+    kept = {id(s) for s in rng.sample(good, n_good) + rng.sample(defective, n_defective)}
     return [s for s in samples if id(s) in kept]
 
 
