@@ -36,11 +36,6 @@ def demo(config_path: Path | None, out: Path | None, ship: bool) -> None:
     from train.demo_trainer import run_demo_training
     from train.demo_trainer import ship as ship_model
 
-    # `indus` set the root logger up at start (WARNING unless -v); a run of hours must show its progress
-    progress = logging.getLogger("train")
-    progress.setLevel(logging.INFO)
-    progress.addHandler(RichHandler(show_path=False))
-    progress.propagate = False
     try:
         config = DemoConfig.from_yaml(config_path or RECIPE)
         if out is not None:
@@ -52,10 +47,22 @@ def demo(config_path: Path | None, out: Path | None, ship: bool) -> None:
     def report(stage: str, result: dict) -> None:
         console.print(f"[bold]{stage}[/bold] {json.dumps(result)}")
 
+    # `indus` set the root logger up at start (WARNING unless -v); a run of hours must show its progress, on
+    # stderr like every log, and only for this command (the handler leaves with it)
+    progress = logging.getLogger("train")
+    level, propagate = progress.level, progress.propagate
+    handler = RichHandler(console=Console(stderr=True), show_path=False)
+    progress.setLevel(logging.INFO)
+    progress.addHandler(handler)
+    progress.propagate = False
     try:
         final = run_demo_training(config, on_stage=report)
     except ConfigError as exc:  # a finished stage built from other settings: the message says what to delete
         raise click.ClickException(str(exc)) from exc
+    finally:
+        progress.removeHandler(handler)
+        progress.setLevel(level)
+        progress.propagate = propagate
     console.print(f"demo model: {final}")
     if ship:
         copied = ship_model(final, DEMO_MODEL_DIR)
